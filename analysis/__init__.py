@@ -1,0 +1,1 @@
+"""pgflow's analysis layer: comparisons, discretization, symbolic derivatives, bounds, sweeps."""

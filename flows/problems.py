@@ -1,0 +1,282 @@
+"""Factorization problems: loss, gradient, Hessian-vector product and Hessian of one flat state.
+
+The state is one flat float64 vector ``x`` (scipy's ODE solvers need it). Only the problem packs and
+unpacks it; the factors it returns are reshaped *views* of ``x``. Every method also accepts a batch
+of states ``x`` of shape (B, dim) and then returns batched results.
+
+Shared protocol (what :func:`flows.integrate`, :func:`flows.gradient_descent`, the monitors and the
+analysis layer rely on):
+
+``dim``, ``width``, ``target``, ``layout``
+    State size, factor width k, the target Σ, and ((name, shape), ...) of the factors in ``x``.
+``pack(*factors) -> x``, ``unpack(x) -> factors``, ``factors(x) -> (U, V)``
+    ``factors`` always returns a pair: (X, X) for the symmetric problem.
+``loss(x)``, ``grad(x, out=None)``, ``hvp(x, v)``, ``hessian(x)``
+    f, ∇f, ∇²f·v and the dense ∇²f of shape (dim, dim).
+``describe() -> dict``
+    What the problem is, for provenance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array, positive_int
+from .targets import LowRankTarget, as_target
+
+
+def _T(A):
+    return np.swapaxes(A, -1, -2)
+
+
+def lowrank_frobenius(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """‖A Bᵀ‖_F without forming A Bᵀ: ‖R_A R_Bᵀ‖_F from thin QR factors.
+
+    Unlike tr((AᵀA)(BᵀB)), this does not cancel catastrophically when A Bᵀ is small against A and B
+    (a residual near a minimum).
+
+    Parameters
+    ----------
+    A : ndarray, shape (..., m, p)
+    B : ndarray, shape (..., n, p)
+    """
+    RA = np.linalg.qr(A, mode="r")
+    RB = np.linalg.qr(B, mode="r")
+    return np.linalg.norm(RA @ _T(RB), axis=(-2, -1))
+
+
+class FactoredProblem:
+    """Packing of named factor blocks into one flat state; subclasses supply the calculus."""
+
+    layout: tuple[tuple[str, tuple[int, int]], ...]
+
+    @property
+    def dim(self) -> int:
+        return sum(a * b for _, (a, b) in self.layout)
+
+    @property
+    def width(self) -> int:
+        return self.layout[0][1][1]
+
+    def slices(self) -> dict[str, slice]:
+        """Where each factor lives in ``x``."""
+        out, start = {}, 0
+        for name, (a, b) in self.layout:
+            out[name] = slice(start, start + a * b)
+            start += a * b
+        return out
+
+    def unpack(self, x):
+        """Factors as reshaped views of ``x`` (shape (dim,) or (B, dim))."""
+        x = np.asarray(x)
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension {self.dim} (the state size), got shape {x.shape}")
+        blocks = [x[..., sl].reshape(x.shape[:-1] + shape)
+                  for sl, (_, shape) in zip(self.slices().values(), self.layout)]
+        return tuple(blocks) if len(blocks) > 1 else blocks[0]
+
+    def pack(self, *factors) -> np.ndarray:
+        """Flat float64 state from the factors (in ``layout`` order); a batch if they are stacked."""
+        if len(factors) != len(self.layout):
+            names = ", ".join(name for name, _ in self.layout)
+            raise TypeError(f"pack takes {len(self.layout)} factor(s) ({names}), got {len(factors)}")
+        parts = []
+        for F, (name, shape) in zip(factors, self.layout):
+            F = as_float_array(F, name)
+            if F.shape[-2:] != shape or F.ndim not in (2, 3):
+                raise ValueError(f"{name} must have shape {shape} (or (B, *{shape})), got {F.shape}")
+            parts.append(F.reshape(F.shape[:-2] + (-1,)))
+        if len({p.shape[:-1] for p in parts}) != 1:
+            raise ValueError("all factors must share the same batch shape")
+        return np.concatenate(parts, axis=-1)
+
+    def check_state(self, x, name: str = "x0") -> np.ndarray:
+        """A finite float64 copy of a state of shape (dim,) or (B, dim); else a clear error."""
+        x = as_float_array(x, name)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.dim:
+            raise ValueError(f"{name} must have shape ({self.dim},) or (B, {self.dim}), got {x.shape}")
+        return x.copy()
+
+    def hvp_operator(self, x):
+        """∇²f(x) as a ``scipy.sparse.linalg.LinearOperator`` (for Lanczos, CG)."""
+        from scipy.sparse.linalg import LinearOperator
+        return LinearOperator((self.dim, self.dim), matvec=lambda v: self.hvp(x, v.ravel()), dtype=float)
+
+
+class MatrixFactorization(FactoredProblem):
+    r"""Asymmetric matrix factorization f(U, V) = ½‖UVᵀ − Σ‖²_F.
+
+    With the residual R = Σ − UVᵀ the gradient is ∇_U f = −RV, ∇_V f = −RᵀU, evaluated in factored
+    form: RV = Φ(σ ⊙ ΨᵀV) − U(VᵀV) costs O((m + n) k (k + r)) and never forms an m×n matrix.
+
+    Parameters
+    ----------
+    target : LowRankTarget or array_like, shape (m, n)
+        Σ; a dense array is factored once by its SVD.
+    width : int
+        k ≥ 1, the number of columns of U (m×k) and V (n×k).
+
+    Examples
+    --------
+    >>> p = MatrixFactorization.random(m=5, n=4, rank=2, width=3, seed=0)
+    >>> x = p.pack(np.ones((5, 3)), np.zeros((4, 3)))
+    >>> bool(np.isclose(p.loss(x), 0.5 * p.target.frobenius_norm ** 2))
+    True
+    """
+
+    def __init__(self, target, width: int):
+        self.target: LowRankTarget = as_target(target)
+        width = positive_int(width, "width")
+        m, n = self.target.shape
+        self.layout = (("U", (m, width)), ("V", (n, width)))
+
+    @classmethod
+    def random(cls, m: int, n: int, rank: int, width: int, *, condition: float = 1.0,
+               singular_values=None, seed=0) -> "MatrixFactorization":
+        """Problem with a random target from :meth:`LowRankTarget.random` (same arguments)."""
+        return cls(LowRankTarget.random(m, n, rank, condition=condition,
+                                        singular_values=singular_values, seed=seed), width)
+
+    @property
+    def m(self) -> int:
+        return self.target.m
+
+    @property
+    def n(self) -> int:
+        return self.target.n
+
+    def factors(self, x):
+        return self.unpack(x)
+
+    def describe(self) -> dict:
+        return {"problem": type(self).__name__, "m": self.m, "n": self.n, "width": self.width,
+                "target": self.target.describe()}
+
+    def residual_norm(self, x) -> np.ndarray:
+        """‖UVᵀ − Σ‖_F, accurate even near a minimum (see :func:`lowrank_frobenius`)."""
+        U, V = self.unpack(x)
+        Phi_s = np.broadcast_to(self.target.Phi * self.target.sigma, U.shape[:-2] + self.target.Phi.shape)
+        Psi = np.broadcast_to(self.target.Psi, V.shape[:-2] + self.target.Psi.shape)
+        return lowrank_frobenius(np.concatenate([U, -Phi_s], -1), np.concatenate([V, Psi], -1))
+
+    def loss(self, x):
+        """f = ½‖UVᵀ − Σ‖²_F."""
+        return 0.5 * self.residual_norm(x) ** 2
+
+    def grad(self, x, out=None):
+        """∇f = (−RV, −RᵀU) = (U VᵀV − ΣV, V UᵀU − ΣᵀU), packed like ``x``."""
+        U, V = self.unpack(x)
+        out = np.empty(np.shape(x)) if out is None else out
+        GU, GV = self.unpack(out)
+        np.matmul(U, _T(V) @ V, out=GU)
+        GU -= self.target.times(V)
+        np.matmul(V, _T(U) @ U, out=GV)
+        GV -= self.target.transpose_times(U)
+        return out
+
+    def hvp(self, x, v):
+        """∇²f(x)·v with W = ΔU Vᵀ + U ΔVᵀ: H_U = W V − R ΔV, H_V = Wᵀ U − Rᵀ ΔU (factored)."""
+        U, V = self.unpack(x)
+        dU, dV = self.unpack(np.asarray(v, dtype=float))
+        HU = dU @ (_T(V) @ V) + U @ (_T(dV) @ V) + U @ (_T(V) @ dV) - self.target.times(dV)
+        HV = dV @ (_T(U) @ U) + V @ (_T(dU) @ U) + V @ (_T(U) @ dU) - self.target.transpose_times(dU)
+        return self.pack(HU, HV)
+
+    def hessian(self, x) -> np.ndarray:
+        """Dense ∇²f, shape (dim, dim), assembled from Kronecker blocks.
+
+        H_UU = I_m ⊗ VᵀV, H_VV = I_n ⊗ UᵀU, and H_UV[(i,a),(j,b)] = U_ib V_ja − R_ij δ_ab.
+        """
+        U, V = self.unpack(np.asarray(x, dtype=float))
+        if U.ndim != 2:
+            raise ValueError("hessian takes a single state of shape (dim,)")
+        m, k = U.shape
+        n = V.shape[0]
+        R = self.target.dense() - U @ V.T
+        H_UV = np.einsum("ib,ja->iajb", U, V).reshape(m * k, n * k) - np.kron(R, np.eye(k))
+        return np.block([[np.kron(np.eye(m), V.T @ V), H_UV],
+                         [H_UV.T, np.kron(np.eye(n), U.T @ U)]])
+
+
+class SymmetricFactorization(FactoredProblem):
+    r"""Symmetric factorization f(X) = ¼‖XXᵀ − M‖²_F, whose gradient flow is Ẋ = (M − XXᵀ)X.
+
+    Parameters
+    ----------
+    target : LowRankTarget or array_like, shape (m, m)
+        The symmetric M (eigenvalues of either sign; stored as its SVD).
+    width : int
+        k ≥ 1, the number of columns of X (m×k).
+    """
+
+    def __init__(self, target, width: int):
+        self.target: LowRankTarget = as_target(target)
+        m, n = self.target.shape
+        if m != n:
+            raise ValueError(f"target must be square for a symmetric factorization, got shape {(m, n)}")
+        probe = np.random.default_rng(0).standard_normal((m, 2))
+        if not np.allclose(self.target.times(probe), self.target.transpose_times(probe),
+                           atol=1e-10 * self.target.sigma[0] * np.linalg.norm(probe)):
+            raise ValueError("target must be symmetric (M = Mᵀ)")
+        width = positive_int(width, "width")
+        self.layout = (("X", (m, width)),)
+
+    @classmethod
+    def random(cls, m: int, n: int | None = None, rank: int = 1, width: int = 1, *,
+               condition: float = 1.0, singular_values=None, seed=0) -> "SymmetricFactorization":
+        """Positive semi-definite M = Φ diag(σ) Φᵀ with Haar Φ; ``n`` must equal ``m`` if given."""
+        if n is not None and n != m:
+            raise ValueError(f"n must equal m for a symmetric problem, got m={m}, n={n}")
+        t = LowRankTarget.random(m, m, rank, condition=condition, singular_values=singular_values, seed=seed)
+        return cls(LowRankTarget(t.Phi, t.sigma, t.Phi), width)
+
+    @property
+    def m(self) -> int:
+        return self.target.m
+
+    n = m
+
+    def factors(self, x):
+        X = self.unpack(x)
+        return X, X
+
+    def describe(self) -> dict:
+        return {"problem": type(self).__name__, "m": self.m, "width": self.width,
+                "target": self.target.describe()}
+
+    def residual_norm(self, x) -> np.ndarray:
+        """‖XXᵀ − M‖_F, accurate near a minimum."""
+        X = self.unpack(x)
+        t = self.target
+        Phi_s = np.broadcast_to(t.Phi * t.sigma, X.shape[:-2] + t.Phi.shape)
+        Psi = np.broadcast_to(t.Psi, X.shape[:-2] + t.Psi.shape)
+        return lowrank_frobenius(np.concatenate([X, Phi_s], -1), np.concatenate([X, -Psi], -1))
+
+    def loss(self, x):
+        """f = ¼‖XXᵀ − M‖²_F."""
+        return 0.25 * self.residual_norm(x) ** 2
+
+    def grad(self, x, out=None):
+        """∇f = (XXᵀ − M)X = X(XᵀX) − MX."""
+        X = self.unpack(x)
+        out = np.empty(np.shape(x)) if out is None else out
+        G = self.unpack(out)
+        np.matmul(X, _T(X) @ X, out=G)
+        G -= self.target.times(X)
+        return out
+
+    def hvp(self, x, v):
+        """∇²f·Δ = Δ(XᵀX) + X(ΔᵀX) + X(XᵀΔ) − MΔ."""
+        X = self.unpack(x)
+        D = self.unpack(np.asarray(v, dtype=float))
+        H = D @ (_T(X) @ X) + X @ (_T(D) @ X) + X @ (_T(X) @ D) - self.target.times(D)
+        return self.pack(H)
+
+    def hessian(self, x) -> np.ndarray:
+        """Dense ∇²f: I ⊗ XᵀX + [X_ib X_ja] + (XXᵀ − M) ⊗ I."""
+        X = self.unpack(np.asarray(x, dtype=float))
+        if X.ndim != 2:
+            raise ValueError("hessian takes a single state of shape (dim,)")
+        m, k = X.shape
+        return (np.kron(np.eye(m), X.T @ X) + np.einsum("ib,ja->iajb", X, X).reshape(m * k, m * k)
+                + np.kron(X @ X.T - self.target.dense(), np.eye(k)))

@@ -1,0 +1,102 @@
+"""gradient_descent(): exact one-step identities, variants, recording, divergence."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows import DivergenceError, MatrixFactorization, SymmetricFactorization, gradient_descent, init
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return MatrixFactorization.random(m=7, n=5, rank=2, width=3, condition=4.0, seed=0)
+
+
+def test_one_step_is_exactly_x_minus_eta_grad(problem):
+    x0 = init.gaussian(problem, 0.5, seed=1)
+    gd = gradient_descent(problem, x0, step_size=0.05, n_steps=1, monitors={})
+    np.testing.assert_array_equal(gd.x[1], x0 - 0.05 * problem.grad(x0))
+    np.testing.assert_array_equal(gd.x[0], x0)
+    assert gd.t.tolist() == [0.0, 0.05]
+
+
+@given(st.integers(2, 7), st.integers(2, 7), st.integers(1, 3), st.floats(0.01, 0.2), st.integers(0, 10**6))
+@settings(max_examples=40, deadline=None)
+def test_imbalance_changes_by_exactly_eta_squared_gram_difference(m, n, k, eta, seed):
+    """U₊ᵀU₊ − V₊ᵀV₊ − (UᵀU − VᵀV) = η²(G_UᵀG_U − G_VᵀG_V): the first-order terms cancel."""
+    p = MatrixFactorization.random(m=m, n=n, rank=1, width=k, condition=1.0, seed=seed)
+    x0 = init.gaussian(p, 1.0, seed=seed + 1)
+    gd = gradient_descent(p, x0, step_size=eta, n_steps=1, monitors={})
+    (U, V), (U1, V1) = p.unpack(gd.x[0]), p.unpack(gd.x[1])
+    GU, GV = p.unpack(p.grad(x0))
+    predicted = eta ** 2 * (GU.T @ GU - GV.T @ GV)
+    measured = (U1.T @ U1 - V1.T @ V1) - (U.T @ U - V.T @ V)
+    rounding = 1e-14 * (np.linalg.norm(U1.T @ U1) + np.linalg.norm(V1.T @ V1))
+    assert np.linalg.norm(measured - predicted) <= max(1e-12 * np.linalg.norm(predicted), rounding)
+
+
+def test_alternating_step_uses_the_new_U(problem):
+    x0 = init.gaussian(problem, 0.5, seed=2)
+    eta = 0.03
+    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1, variant="alternating", monitors={})
+    U, V = problem.unpack(x0)
+    U1 = U - eta * problem.unpack(problem.grad(x0))[0]
+    V1 = V - eta * problem.unpack(problem.grad(problem.pack(U1, V)))[1]
+    np.testing.assert_allclose(gd.x[1], problem.pack(U1, V1), rtol=1e-15, atol=1e-15)
+
+
+def test_scaled_step_is_preconditioned_by_the_other_gram(problem):
+    x0 = init.gaussian(problem, 0.5, seed=3)
+    eta = 0.1
+    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1, variant="scaled", monitors={})
+    U, V = problem.unpack(x0)
+    GU, GV = problem.unpack(problem.grad(x0))
+    expected = problem.pack(U - eta * GU @ np.linalg.inv(V.T @ V), V - eta * GV @ np.linalg.inv(U.T @ U))
+    np.testing.assert_allclose(gd.x[1], expected, rtol=1e-12, atol=1e-14)
+
+
+def test_recording_and_convergence(problem):
+    x0 = init.gaussian(problem, 0.1, seed=4)
+    eta = 0.25 / problem.target.sigma[0]
+    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1003, record_every=100)
+    assert gd.t.tolist() == pytest.approx([eta * k for k in [*range(0, 1001, 100), 1003]])
+    assert gd.U.shape == (12, 7, 3) and gd.monitors["singular_values"].shape == (12, 3)
+    assert np.all(np.diff(gd.monitors["loss"]) < 0) and gd.monitors["loss"][-1] < 1e-5
+    assert gd.meta["nfev"] == 1003 and gd.meta["step_size"] == eta
+    full = gradient_descent(problem, x0, step_size=eta, n_steps=1003, monitors={})
+    np.testing.assert_array_equal(full.x[[*range(0, 1001, 100), 1003]], gd.x)
+
+
+def test_divergence_is_reported_with_its_step(problem):
+    x0 = init.gaussian(problem, 1.0, seed=5)
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+ \(t = .*, step_size = 2\)") as info:
+        gradient_descent(problem, x0, step_size=2.0, n_steps=10_000)
+    err = info.value
+    assert 1 <= err.step < 10_000
+    assert np.all(np.isfinite(err.partial.x)) and err.partial.meta["diverged_at_step"] == err.step
+    assert err.partial.t[-1] < err.step * 2.0
+
+
+def test_symmetric_gd_converges():
+    s = SymmetricFactorization.random(m=6, rank=2, width=2, condition=2.0, seed=1)
+    gd = gradient_descent(s, init.gaussian(s, 0.1, seed=0), step_size=0.05, n_steps=2000, record_every=2000)
+    assert gd.monitors["distance"][-1] < 1e-8
+    with pytest.raises(ValueError, match="needs a problem with two factors"):
+        gradient_descent(s, init.gaussian(s, 0.1, seed=0), step_size=0.05, n_steps=2, variant="alternating")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(step_size=0.0), "step_size must be positive"),
+    (dict(step_size=float("nan")), "step_size must be positive and finite"),
+    (dict(n_steps=0), "n_steps must be an integer >= 1"),
+    (dict(n_steps=2.5), "n_steps must be an integer"),
+    (dict(variant="heavy-ball"), "variant must be one of"),
+    (dict(record_every=0), "record_every must be an integer >= 1"),
+    (dict(max_loss=-1.0), "max_loss must be positive"),
+])
+def test_bad_gd_input_raises(problem, kwargs, match):
+    args = dict(step_size=0.1, n_steps=3)
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        gradient_descent(problem, init.gaussian(problem, 0.1, seed=0), **args)
