@@ -1,1 +1,4 @@
 """pgflow's analysis layer: comparisons, discretization, symbolic derivatives, bounds, sweeps."""
+
+from . import discretization, stability
+from .compare import Comparison, compare

@@ -9,6 +9,7 @@ import sys
 # subcommand -> module providing register(subparsers); imported only when needed
 COMMANDS = {
     "run": "analysis.run",
+    "discretization": "analysis.discretization_cli",
 }
 
 

@@ -1,4 +1,8 @@
-"""Gradient descent: explicit Euler on the gradient flow, through the same problem gradient."""
+"""Gradient descent: explicit Euler on the (perturbed) gradient flow, through the same problem gradient.
+
+Every variant is a step rule plugged into one loop (:func:`_descend`), which records, monitors and
+checks for divergence.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 
 from . import monitors as _monitors
 from ._checks import positive, positive_int
+from .perturbations import PerturbedGradientFlow, batch_indices, indexed_rng
 from .trajectory import PiecewiseLinear, Trajectory, package_version
 
 VARIANTS = ("simultaneous", "alternating", "scaled")
@@ -23,13 +28,16 @@ class DivergenceError(FloatingPointError):
 
 
 def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: str = "simultaneous",
-                     record_every: int = 1, monitors=None, max_loss: float | None = None,
-                     provenance: dict | None = None) -> Trajectory:
+                     perturbation=None, perturbation_form: str = "residual", record_every: int = 1,
+                     monitors=None, max_loss: float | None = None, provenance: dict | None = None) -> Trajectory:
     """Run GD and return it as a :class:`Trajectory` with times t = k·η.
 
     simultaneous: U₊ = U + ηRV, V₊ = V + ηRᵀU (x₊ = x − η∇f(x)), explicit Euler on GF.
     alternating: U₊ = U + ηRV, then V₊ = V + ηR₊ᵀU₊ with R₊ = Σ − U₊Vᵀ (V uses the new U).
     scaled (ScaledGD, Tong–Ma–Chi): U₊ = U − η∇_U f (VᵀV)⁻¹, V₊ = V − η∇_V f (UᵀU)⁻¹.
+    perturbed (simultaneous only): explicit Euler on the perturbed gradient flow,
+    U₊ = U + η(R + E_k)V, V₊ = V + η(R + E_k)ᵀU (residual form) or x₊ = x − η(∇f(x) − e_k)
+    (additive form), with E_k = E(kη, x_k) from a model of :mod:`flows.perturbations`.
 
     Parameters
     ----------
@@ -40,6 +48,10 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     n_steps : int
         Number of steps, ≥ 1.
     variant : {"simultaneous", "alternating", "scaled"}
+    perturbation : perturbation model, optional
+        E(t, x); see :class:`flows.perturbations.PerturbedGradientFlow`. Its ‖E‖ and bound are
+        recorded as the monitors "perturbation_norm" and "perturbation_bound".
+    perturbation_form : {"residual", "additive"}
     record_every : int
         Save every this many steps (the first and last state are always saved).
     monitors : dict of name -> ``fn(t, x)``, optional
@@ -67,29 +79,117 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     >>> gd.t.tolist(), bool(gd.monitors["loss"][-1] < 1e-8)
     ([0.0, 10.0, 20.0, 30.0, 40.0], True)
     """
-    x = problem.check_state(x0)
-    if x.ndim != 1:
-        raise ValueError(f"x0 must have shape ({problem.dim},), got {x.shape}")
     eta = positive(step_size, "step_size")
-    n_steps = positive_int(n_steps, "n_steps")
-    record_every = positive_int(record_every, "record_every")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     blocks = list(problem.slices().values())
     if variant != "simultaneous" and len(blocks) != 2:
         raise ValueError(f"variant={variant!r} needs a problem with two factors (U, V)")
+    extra_monitors, method = {}, f"gradient_descent/{variant}"
+
+    if perturbation is not None:
+        if variant != "simultaneous":
+            raise ValueError(f"perturbation needs variant='simultaneous' (Euler on the perturbed flow), got {variant!r}")
+        pgf = PerturbedGradientFlow(problem, perturbation, perturbation_form)
+        extra_monitors = pgf.monitors()
+        method = f"gradient_descent/perturbed-{perturbation_form}"
+
+        def step(k, x, g):
+            problem.grad(x, out=g)
+            g -= pgf.perturbation_term(k * eta, x)
+            g *= eta
+            x -= g
+            return 1
+    elif variant == "simultaneous":
+        def step(k, x, g):
+            problem.grad(x, out=g)
+            g *= eta
+            x -= g
+            return 1
+    elif variant == "scaled":
+        def step(k, x, g):
+            problem.grad(x, out=g)
+            scaled_gradient(problem, x, g)
+            g *= eta
+            x -= g
+            return 1
+    else:
+        def step(k, x, g):
+            for sl in blocks:  # each block sees the blocks already updated before it
+                problem.grad(x, out=g)
+                x[sl] -= eta * g[sl]
+            return len(blocks)
+
+    meta = {"method": method, **({"perturbation": perturbation.describe(), "perturbation_form": perturbation_form}
+                                 if perturbation is not None else {})}
+    return _descend(problem, x0, eta, n_steps, step, record_every=record_every, monitors=monitors,
+                    extra_monitors=extra_monitors, max_loss=max_loss, meta=meta, provenance=provenance)
+
+
+def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batch_size: int, seed, *,
+                               record_every: int = 1, monitors=None, max_loss: float | None = None,
+                               provenance: dict | None = None) -> Trajectory:
+    """Mini-batch sensing GD: step k uses a fresh batch B_k of ``batch_size`` measurements.
+
+    x₊ = x − η∇f_{B_k}(x), where f_B is the unbiased mini-batch loss of
+    :meth:`flows.sensing.MatrixSensing.minibatch` (so E[∇f_B] = ∇f) and
+    B_k = :func:`flows.perturbations.batch_indices` (seed, k, p, b): step k's batch is the same
+    whatever ``n_steps`` is. The recorded monitors are those of the full problem.
+
+    Parameters
+    ----------
+    problem : MatrixSensing (or MatrixCompletion)
+    x0, step_size, n_steps, record_every, monitors, max_loss, provenance
+        As for :func:`gradient_descent`.
+    batch_size : int
+        1 ≤ b ≤ p.
+    seed : int or numpy.random.SeedSequence
+
+    Returns
+    -------
+    Trajectory
+    """
+    if not callable(getattr(problem, "minibatch", None)):
+        raise TypeError(f"problem must be a sensing problem with minibatch(indices), got {type(problem).__name__}")
+    eta = positive(step_size, "step_size")
+    p = problem.operator.n_measurements
+    batch_size = positive_int(batch_size, "batch_size")
+    if batch_size > p:
+        raise ValueError(f"batch_size must be <= the number of measurements {p}, got {batch_size}")
+    indexed_rng(seed, 0)  # validate the seed before the run, not at step 1
+
+    def step(k, x, g):
+        problem.minibatch(batch_indices(seed, k, p, batch_size)).grad(x, out=g)
+        g *= eta
+        x -= g
+        return 1
+
+    meta = {"method": "minibatch_gradient_descent", "batch_size": batch_size,
+            "seed": int(seed) if not isinstance(seed, np.random.SeedSequence) else repr(seed)}
+    return _descend(problem, x0, eta, n_steps, step, record_every=record_every, monitors=monitors,
+                    extra_monitors={}, max_loss=max_loss, meta=meta, provenance=provenance)
+
+
+def _descend(problem, x0, eta: float, n_steps: int, step, *, record_every, monitors, extra_monitors, max_loss,
+             meta, provenance) -> Trajectory:
+    """The one GD loop: ``step(k, x, g)`` moves x_k to x_{k+1} in place, leaves its direction in g
+    (checked for finiteness) and returns how many gradients it evaluated."""
+    x = problem.check_state(x0)
+    if x.ndim != 1:
+        raise ValueError(f"x0 must have shape ({problem.dim},), got {x.shape}")
+    n_steps = positive_int(n_steps, "n_steps")
+    record_every = positive_int(record_every, "record_every")
     f0 = float(problem.loss(x))
     if max_loss is None:
         max_loss = 1e6 * max(f0, problem.target.frobenius_norm ** 2)
     max_loss = positive(max_loss, "max_loss")
-    mons = _monitors.check(_monitors.default(problem) if monitors is None else monitors)
+    mons = {**_monitors.check(_monitors.default(problem) if monitors is None else monitors), **extra_monitors}
 
     recorded = sorted(set(range(0, n_steps + 1, record_every)) | {n_steps})
     X = np.empty((len(recorded), problem.dim))
     X[0] = x
-    meta = {**problem.describe(), "method": f"gradient_descent/{variant}", "step_size": eta,
-            "n_steps": n_steps, "record_every": record_every, "max_loss": max_loss,
-            "version": package_version(), **(provenance or {})}
+    meta = {**problem.describe(), **meta, "step_size": eta, "n_steps": n_steps, "record_every": record_every,
+            "max_loss": max_loss, "version": package_version(), **(provenance or {})}
 
     def result(n_rec, wall, extra=None):
         t = eta * np.asarray(recorded[:n_rec], dtype=float)
@@ -97,9 +197,9 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         values = _monitors.evaluate(mons, t, X[:n_rec])
         info = {**meta, "nfev": nfev, "steps": recorded[n_rec - 1], "wall_time": wall,
                 "monitor_time": time.perf_counter() - m0, **(extra or {})}
-        x_rec = X[:n_rec].copy()
-        return Trajectory(t=t, x=x_rec, layout=problem.layout, monitors=values, meta=info,
-                          dense=PiecewiseLinear(t, x_rec) if n_rec > 1 else None)
+        x = X[:n_rec].copy()
+        return Trajectory(t=t, x=x, layout=problem.layout, monitors=values, meta=info,
+                          dense=PiecewiseLinear(t, x) if n_rec > 1 else None)
 
     def fail(k, why):
         raise DivergenceError(f"gradient descent diverged at step {k} (t = {k * eta:g}, step_size = {eta:g}): {why}",
@@ -109,22 +209,7 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     nfev, r = 0, 1
     start = time.perf_counter()
     for k in range(1, n_steps + 1):
-        if variant == "simultaneous":
-            problem.grad(x, out=g)
-            g *= eta
-            x -= g
-            nfev += 1
-        elif variant == "scaled":
-            problem.grad(x, out=g)
-            scaled_gradient(problem, x, g)
-            g *= eta
-            x -= g
-            nfev += 1
-        else:
-            for sl in blocks:  # each block sees the blocks already updated before it
-                problem.grad(x, out=g)
-                x[sl] -= eta * g[sl]
-                nfev += 1
+        nfev += step(k - 1, x, g)
         if not np.isfinite(g @ g):
             fail(k, "non-finite gradient")
         if k == recorded[r]:
@@ -140,8 +225,8 @@ def scaled_gradient(problem, x, g):
     U, V = problem.unpack(x)
     GU, GV = problem.unpack(g)
     try:
-        GU[...] = np.linalg.solve(V.T @ V, GU.T).T
-        GV[...] = np.linalg.solve(U.T @ U, GV.T).T
+        GU[...] = np.linalg.solve(V.mT @ V, GU.mT).mT
+        GV[...] = np.linalg.solve(U.mT @ U, GV.mT).mT
     except np.linalg.LinAlgError as exc:
         raise np.linalg.LinAlgError("ScaledGD needs UᵀU and VᵀV invertible (full column rank factors)") from exc
     return g

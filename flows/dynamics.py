@@ -112,7 +112,7 @@ class ScaledGradientFlow:
         U, V = p.unpack(x)
         WU, WV = p.unpack(w)
         SU, SV = p.unpack(scaled_gradient(p, x, p.grad(x)))
-        # scaled_gradient right-multiplies by (VᵀV)⁻¹, (UᵀU)⁻¹: the outer P of the second term
+        # both terms end in the same right factor P: precondition their sum once
         inner = p.pack(SU @ (WV.T @ V + V.T @ WV), SV @ (WU.T @ U + U.T @ WU)) - p.hvp(x, w)
         return scaled_gradient(p, x, inner)
 

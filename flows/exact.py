@@ -266,7 +266,7 @@ def symmetric_flow(problem: SymmetricFactorization, X0, t) -> np.ndarray:
     X0 = as_float_array(X0, "X0")
     if X0.ndim == 1:
         X0 = problem.check_state(X0, "X0").reshape(problem.m, problem.width)
-    X0 = _factor(X0, "X0", problem.m)
+    X0 = as_float_array(X0, "X0", shape=(problem.m, problem.width))
     X = riccati_factor(problem.target.dense(), X0, t)
     return X @ _T(X)
 

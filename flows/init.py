@@ -42,7 +42,7 @@ def lambda_balanced(problem, scale: float, lam: float, seed=0) -> np.ndarray:
     scale : float
         Entry scale of V₀.
     lam : float
-        λ; must satisfy λ > −λ_min(V₀ᵀV₀). λ = 0 gives a balanced init.
+        λ; must satisfy λ ≥ −λ_min(V₀ᵀV₀). λ = 0 gives a balanced init.
     seed : int
 
     Returns
@@ -61,8 +61,9 @@ def lambda_balanced(problem, scale: float, lam: float, seed=0) -> np.ndarray:
     rng = seed_rng(seed)
     V0 = scale * rng.standard_normal((n, k))
     w, Q_V = np.linalg.eigh(V0.T @ V0)
-    if np.any(w + lam <= 0):
-        raise ValueError(f"lam must exceed -lambda_min(V0ᵀV0) = {-w.min():.3g}, got {lam}")
+    w = np.maximum(w, 0.0)  # V₀ᵀV₀ is positive semi-definite; negative eigenvalues are rounding
+    if np.any(w + lam < 0):
+        raise ValueError(f"lam must be >= -lambda_min(V0ᵀV0) = {-w.min():.3g}, got {lam}")
     root = (Q_V * np.sqrt(w + lam)) @ Q_V.T
     U0 = _haar_columns(rng, m, k) @ root
     return problem.pack(U0, V0)

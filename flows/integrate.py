@@ -3,8 +3,12 @@
 Why not call ``solve_ivp`` directly: its ``t_eval`` states come from the step interpolant, and
 DOP853's interpolant is up to 10⁴× less accurate than its steps on these flows. Here the explicit
 Runge–Kutta methods, Radau and BDF *step onto* every requested time (the step that would cross a
-grid point is shortened to end on it), so a state on the grid is as accurate as a step. LSODA's
-Fortran core cannot be steered that way; its Nordsieck interpolant is of the method's own order.
+grid point is shortened to end on it), so a state on the grid is as accurate as a step; a grid much
+denser than the solver's own steps therefore costs one step per grid point. LSODA's Fortran core
+cannot be steered that way; its Nordsieck interpolant is of the method's own order.
+
+``method="auto"`` chooses from the stiffness of the flow (see :func:`choose_method`), and a batch of
+initial states (B, dim) is integrated as one vectorized system.
 """
 
 from __future__ import annotations
@@ -14,15 +18,25 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import scipy.sparse
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, OdeSolution, Radau
 from scipy.optimize import brentq
 
+from . import _blas
 from . import monitors as _monitors
 from ._checks import as_float_array, positive
 from .trajectory import Trajectory, package_version
 
 METHODS = {"RK23": RK23, "RK45": RK45, "DOP853": DOP853, "Radau": Radau, "BDF": BDF, "LSODA": LSODA}
 IMPLICIT = frozenset({"Radau", "BDF", "LSODA"})
+
+# method="auto" thresholds, from benchmarks/stiff.py and benchmarks/auto_method.py on 2 cores:
+# above this ratio of fast to slow rate, LSODA with the analytic Jacobian beats DOP853 (3-20x) ...
+STIFFNESS_RATIO = 50.0
+# ... unless the run is so short that an explicit solver needs only a few hundred stability-bound steps
+STIFF_SPAN = 500.0
+# a dense Jacobian beyond this dimension costs more memory and LU time than stiffness saves
+DENSE_JACOBIAN_LIMIT = 5000
 
 
 class IntegrationError(RuntimeError):
@@ -91,35 +105,126 @@ def _time_grid(t_eval, t0: float, t_end: float) -> np.ndarray | None:
     return grid
 
 
-def integrate(flow, x0, t_end: float, *, method: str = "DOP853", rtol: float = 1e-8, atol: float = 1e-10,
+def stiffness(problem, x0) -> tuple[float, float]:
+    """Cheap estimates of the fastest and slowest rates of the flow started at ``x0``.
+
+    The fast rate bounds λ_max(∇²f) along the whole run: max(‖U₀‖² + ‖V₀‖², ‖D‖₂ + 2σ₁) with the
+    imbalance D = U₀ᵀU₀ − V₀ᵀV₀, which gradient flow conserves (at a minimum λ_max = ‖U‖² + ‖V‖²).
+    The slow rate is σ_r, the smallest singular value of the target, which sets the time scale of the
+    last mode to be learned.
+
+    Parameters
+    ----------
+    problem : problem object
+    x0 : ndarray, shape (dim,) or (B, dim)
+
+    Returns
+    -------
+    fast, slow : float
+        For a batch, the fast rate is the largest over the members.
+    """
+    U, V = problem.factors(x0)
+    D = np.swapaxes(U, -1, -2) @ U - np.swapaxes(V, -1, -2) @ V
+    spectral = lambda A: np.linalg.norm(A, 2, axis=(-2, -1))  # noqa: E731
+    sigma = problem.target.sigma
+    fast = np.maximum(spectral(U) ** 2 + spectral(V) ** 2, spectral(D) + 2 * sigma[0])
+    return float(np.max(fast)), float(sigma[-1])
+
+
+def choose_method(flow, x0, t_span: float) -> tuple[str, str]:
+    """The method ``method="auto"`` uses, and why.
+
+    Stiff (fast/slow rate > ``STIFFNESS_RATIO`` and fast rate × span > ``STIFF_SPAN``): LSODA with the
+    analytic Jacobian (BDF with a sparse block-diagonal Jacobian for a batch), unless the dense
+    Jacobian would exceed ``DENSE_JACOBIAN_LIMIT`` rows or the flow has no Jacobian. Otherwise
+    DOP853, the fastest explicit method on these flows at every tolerance measured.
+
+    Returns
+    -------
+    method, reason : str
+    """
+    fast, slow = stiffness(flow.problem, x0)
+    ratio = fast / slow
+    summary = f"fast rate {fast:.3g}, slow rate {slow:.3g}, ratio {ratio:.3g}, fast rate x span {fast * t_span:.3g}"
+    if ratio <= STIFFNESS_RATIO or fast * t_span <= STIFF_SPAN:
+        return "DOP853", f"not stiff ({summary})"
+    if getattr(flow, "jac", None) is None:
+        return "DOP853", f"stiff ({summary}) but the flow has no analytic Jacobian"
+    if flow.problem.dim > DENSE_JACOBIAN_LIMIT:
+        return "DOP853", f"stiff ({summary}) but dim {flow.problem.dim} is too large for a dense Jacobian"
+    if np.ndim(x0) == 2:
+        return "BDF", f"stiff ({summary}); batch: BDF with a block-diagonal sparse Jacobian"
+    return "LSODA", f"stiff ({summary})"
+
+
+class _System:
+    """The flow as scipy sees it: flat state, a batch stacked into one vector, every call counted.
+
+    scipy's nfev misses the right-hand sides of its finite-difference Jacobians; ``calls`` does not.
+    """
+
+    def __init__(self, flow, shape: tuple[int, ...]):
+        self.flow, self.shape, self.calls = flow, shape, 0
+
+    def __call__(self, t, y):
+        self.calls += 1
+        return self.flow(t, y.reshape(self.shape)).reshape(-1)
+
+    def jac(self, t, y):
+        if len(self.shape) == 1:
+            return self.flow.jac(t, y)
+        return scipy.sparse.block_diag([self.flow.jac(t, x) for x in y.reshape(self.shape)], format="csc")
+
+
+class _Steps:
+    """What the stepping loop produced: saved states, interpolants, events, and how it ended."""
+
+    def __init__(self):
+        self.ts, self.ys, self.step_ts, self.interpolants = [], [], [], []
+        self.event_times, self.stopped_at, self.failure, self.n_steps = {}, None, None, 0
+        self.member_error = None
+
+
+def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
               t_eval=None, events=(), monitors=None, dense_output: bool = True, jacobian: bool = True,
-              max_step: float = np.inf, first_step: float | None = None, t_start: float = 0.0,
-              provenance: dict | None = None) -> Trajectory:
+              blas_threads: int | None = 1, max_step: float = np.inf, first_step: float | None = None,
+              t_start: float = 0.0, provenance: dict | None = None):
     """Integrate ẋ = flow(t, x) from ``x0`` over [t_start, t_end].
 
     Parameters
     ----------
     flow : flow object
         E.g. :class:`flows.GradientFlow`; see :mod:`flows.dynamics` for the protocol.
-    x0 : array_like, shape (dim,)
-        Initial state (``problem.pack(U0, V0)`` or an initializer from :mod:`flows.init`).
+    x0 : array_like, shape (dim,) or (B, dim)
+        Initial state (``problem.pack(U0, V0)`` or an initializer from :mod:`flows.init`), or a batch
+        of B initial states, integrated as one vectorized system of size B·dim. The batch shares one
+        step-size sequence, chosen by the error norm over all members together: it is much faster than
+        B separate solves (one Python step drives B right-hand sides), but a member may take larger
+        local errors than it would alone (up to √B× in the worst case). ``meta["member_error"]``
+        reports each member's largest scaled local error estimate (≤ 1: within tolerance).
     t_end : float
         Final time, > t_start.
-    method : {"RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA"}
-        scipy's solver; the implicit ones receive ``flow.jac`` unless ``jacobian=False``.
+    method : {"auto", "RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA"}
+        scipy's solver; the implicit ones receive ``flow.jac`` unless ``jacobian=False``. "auto"
+        chooses by :func:`choose_method` and records the choice and its reason in ``meta``.
     rtol, atol : float
         Relative and absolute tolerances, > 0.
     t_eval : array_like, shape (T,), optional
         Times to save. Default: every solver step. Grid states are exact steps (except LSODA).
     events : sequence of callables ``fun(t, x)`` or :class:`Event`
-        Zeros are located on the dense output; their times go to ``meta["events"][name]``.
+        Zeros are located on the dense output; their times go to ``meta["events"][name]``. Not with
+        a batch.
     monitors : dict of name -> ``fn(t, x)``, optional
         Evaluated on the saved states after the solve. Default: :func:`flows.monitors.default`.
         The flow's own monitors (``flow.monitors()``) are always added.
     dense_output : bool
-        Keep the solver's interpolants for :meth:`Trajectory.at` (memory ∝ steps × dim).
+        Keep the solver's interpolants for :meth:`Trajectory.at` (memory ∝ steps × dim; DOP853 pays
+        3 extra right-hand sides per step for them).
     jacobian : bool
         Pass the analytic Jacobian to implicit methods (False: scipy's finite differences).
+    blas_threads : int or None
+        BLAS threads during the solve (default 1: faster for these skinny products, see
+        :mod:`flows._blas`); None leaves BLAS alone.
     max_step, first_step : float
         Passed to the scipy solver.
     t_start : float
@@ -129,8 +234,9 @@ def integrate(flow, x0, t_end: float, *, method: str = "DOP853", rtol: float = 1
 
     Returns
     -------
-    Trajectory
-        ``meta`` holds the problem, method, tolerances, nfev/njev/nlu/steps, wall time and version.
+    Trajectory, or list of B Trajectory for a batch
+        ``meta`` holds the problem, method (and why, for "auto"), tolerances, nfev/njev/nlu/steps,
+        rhs_calls, wall time and version.
 
     Raises
     ------
@@ -142,15 +248,13 @@ def integrate(flow, x0, t_end: float, *, method: str = "DOP853", rtol: float = 1
     >>> from flows import MatrixFactorization, GradientFlow, init
     >>> p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, seed=0)
     >>> run = integrate(GradientFlow(p), init.gaussian(p, 0.1, seed=1), 20.0, t_eval=[0, 10, 20])
-    >>> run.x.shape, bool(run.monitors["loss"][-1] < 1e-8)
-    ((3, 20), True)
+    >>> run.x.shape, bool(run.monitors["loss"][-1] < 1e-8), run.meta["method"]
+    ((3, 20), True, 'DOP853')
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if method != "auto" and method not in METHODS:
+        raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}")
     problem = flow.problem
     x0 = problem.check_state(x0)
-    if x0.ndim != 1:
-        raise ValueError(f"x0 must have shape ({problem.dim},), got {x0.shape}")
     t0, t_end = float(t_start), float(t_end)
     if not (np.isfinite(t0) and np.isfinite(t_end) and t_end > t0):
         raise ValueError(f"t_end must be finite and > t_start = {t0}, got {t_end}")
@@ -158,124 +262,169 @@ def integrate(flow, x0, t_end: float, *, method: str = "DOP853", rtol: float = 1
     atol = positive(atol, "atol")
     grid = _time_grid(t_eval, t0, t_end)
     evs = _events(events)
+    batch = x0.shape[0] if x0.ndim == 2 else None
+    if batch and evs:
+        raise ValueError("events are not supported with a batch of initial states; integrate members separately")
     mons = _monitors.check(_monitors.default(problem) if monitors is None else monitors)
     mons.update(flow.monitors())
+    requested = method
+    reason = None
+    if method == "auto":
+        method, reason = choose_method(flow, x0, t_end - t0)
+    if batch and method == "LSODA":
+        raise ValueError("method='LSODA' needs a dense Jacobian and cannot run a batch; use 'BDF' or 'Radau'")
 
+    system = _System(flow, x0.shape)
     kwargs = {"rtol": rtol, "atol": atol, "max_step": max_step}
     if first_step is not None:
         kwargs["first_step"] = positive(first_step, "first_step")
     use_jac = method in IMPLICIT and jacobian and getattr(flow, "jac", None) is not None
     if use_jac:
-        kwargs["jac"] = flow.jac
-    # Steering onto the grid works for every solver that clips its step at t_bound in Python.
-    steer = grid is not None and method != "LSODA"
-    next_i = 0
-    if grid is not None and grid[0] == t0:
-        next_i = 1
-    bound = grid[next_i] if steer and next_i < len(grid) else t_end
-
-    rhs = _Counted(flow)
-    start = time.perf_counter()
-    solver = METHODS[method](rhs, t0, x0, bound, **kwargs)
-    ts, xs = ([t0], [x0.copy()]) if grid is None or grid[0] == t0 else ([], [])
-    step_ts, interpolants = [t0], []
-    g_old = [float(ev.fun(t0, x0)) for ev in evs]
-    event_times = {ev.key: [] for ev in evs}
-    n_steps, stop = 0, False
-    need_sol = dense_output or bool(evs) or (grid is not None and not steer)
-
-    def partial_result():
-        return _result(problem, flow, ts, xs, mons, None, event_times, meta)
-
+        kwargs["jac"] = system.jac
     meta = {**problem.describe(), **flow.describe(), "method": method, "rtol": rtol, "atol": atol,
-            "t_start": t0, "t_end": t_end, "jacobian": "analytic" if use_jac else
-            ("finite differences" if method in IMPLICIT else "not used"), "version": package_version(),
-            **(provenance or {})}
+            "t_start": t0, "t_end": t_end,
+            "jacobian": "analytic" if use_jac else ("finite differences" if method in IMPLICIT else "not used"),
+            "blas_threads": blas_threads, "version": package_version(), **(provenance or {})}
+    if requested == "auto":
+        meta.update(method_requested="auto", method_reason=reason)
+    if batch:
+        meta["batch_size"] = batch
 
-    while not stop:
+    start = time.perf_counter()
+    with _blas.limit(blas_threads):
+        run = _march(METHODS[method], system, x0.reshape(-1), t0, t_end, grid, evs, kwargs,
+                     dense_output, steer=grid is not None and method != "LSODA", batch=batch)
+    meta.update({"nfev": run.nfev, "njev": run.njev, "nlu": run.nlu, "rhs_calls": system.calls,
+                 "steps": run.n_steps, "t_reached": run.t_reached, "wall_time": time.perf_counter() - start})
+    if run.stopped_at is not None:
+        meta["stopped_by_event_at"] = run.stopped_at
+    meta["events"] = {k: list(map(float, v)) for k, v in run.event_times.items()}
+    dense = None
+    if dense_output and run.interpolants and run.failure is None:
+        dense = _Dense(OdeSolution(run.step_ts, run.interpolants))
+    results = _results(problem, run, mons, dense, meta, batch)
+    if run.failure is not None:
+        raise IntegrationError(f"{method} failed at t = {run.t_reached:.9g} of t_end = {t_end:g}: {run.failure}",
+                               run.t_reached, results)
+    return results
+
+
+def _march(solver_class, system, y0, t0, t_end, grid, evs, kwargs, dense_output, steer, batch) -> _Steps:
+    """The stepping loop: save states (on the grid or at every step), locate events, stop on failure."""
+    run = _Steps()
+    next_i = 1 if grid is not None and grid[0] == t0 else 0
+    bound = grid[next_i] if steer and next_i < len(grid) else t_end
+    if "first_step" in kwargs:  # scipy refuses a first step beyond the (first) bound
+        kwargs = {**kwargs, "first_step": min(kwargs["first_step"], bound - t0)}
+    solver = solver_class(system, t0, y0, bound, **kwargs)
+    if grid is None or grid[0] == t0:
+        run.ts.append(t0)
+        run.ys.append(y0.copy())
+    run.step_ts.append(t0)
+    g_old = [float(ev.fun(t0, y0)) for ev in evs]
+    run.event_times = {ev.key: [] for ev in evs}
+    need_sol = dense_output or bool(evs) or (grid is not None and not steer)
+    track_members = batch is not None and isinstance(solver, (RK23, RK45, DOP853))
+    if track_members:
+        run.member_error = np.zeros(batch)
+
+    while True:
+        y_old = solver.y
         message = solver.step()
         if solver.status == "failed":
-            meta.update(_stats(solver, rhs, n_steps, time.perf_counter() - start))
-            raise IntegrationError(f"{method} failed at t = {solver.t:.9g} of t_end = {t_end:g}: {message}",
-                                   solver.t, partial_result())
-        n_steps += 1
-        t_old, t_new, x_new = solver.t_old, solver.t, solver.y
+            run.failure = message
+            break
+        run.n_steps += 1
+        t_old, t_new, y_new = solver.t_old, solver.t, solver.y
         sol = solver.dense_output() if need_sol else None
         if sol is not None and dense_output:
-            step_ts.append(t_new)
-            interpolants.append(sol)
+            run.step_ts.append(t_new)
+            run.interpolants.append(sol)
+        if track_members:
+            scale = kwargs["atol"] + kwargs["rtol"] * np.maximum(np.abs(y_old), np.abs(y_new))
+            np.maximum(run.member_error, _member_error_norms(solver, scale, batch), out=run.member_error)
 
         t_stop = t_new
         for j, ev in enumerate(evs):
-            g_new = float(ev.fun(t_new, x_new))
-            crossed = (g_old[j] < 0 <= g_new and ev.direction >= 0) or (g_old[j] > 0 >= g_new and ev.direction <= 0)
-            if crossed:
-                if g_new == 0:
-                    root = t_new
-                else:
-                    root = brentq(lambda s: ev.fun(s, sol(s)), t_old, t_new, xtol=4 * np.finfo(float).eps * abs(t_new))
-                event_times[ev.key].append(root)
+            g_new = float(ev.fun(t_new, y_new))
+            if (g_old[j] < 0 <= g_new and ev.direction >= 0) or (g_old[j] > 0 >= g_new and ev.direction <= 0):
+                root = t_new if g_new == 0 else brentq(lambda s: ev.fun(s, sol(s)), t_old, t_new,
+                                                       xtol=4 * np.finfo(float).eps * abs(t_new))
+                run.event_times[ev.key].append(root)
                 if ev.terminal:
-                    stop, t_stop = True, min(t_stop, root)
+                    run.stopped_at = t_stop = min(t_stop, root)
             g_old[j] = g_new
 
         if grid is None:
-            ts.append(t_stop)
-            xs.append(x_new.copy() if t_stop == t_new else sol(t_stop))
+            run.ts.append(t_stop)
+            run.ys.append(y_new.copy() if t_stop == t_new else sol(t_stop))
         else:
             while next_i < len(grid) and grid[next_i] <= t_stop:
-                ts.append(grid[next_i])
-                xs.append(x_new.copy() if grid[next_i] == t_new else sol(grid[next_i]))
+                run.ts.append(grid[next_i])
+                run.ys.append(y_new.copy() if grid[next_i] == t_new else sol(grid[next_i]))
                 next_i += 1
-        if stop or (solver.status == "finished" and t_new >= t_end):
+        if run.stopped_at is not None or (solver.status == "finished" and t_new >= t_end):
             break
         if steer and solver.status == "finished":
             solver.t_bound = grid[next_i] if next_i < len(grid) else t_end
             solver.status = "running"
 
-    meta.update(_stats(solver, rhs, n_steps, time.perf_counter() - start))
-    if stop:
-        meta["stopped_by_event_at"] = t_stop
-    dense = None
-    if dense_output and interpolants:
-        if stop:
-            step_ts[-1] = t_stop
-        dense = _Dense(OdeSolution(step_ts, interpolants))
-    return _result(problem, flow, ts, xs, mons, dense, event_times, meta)
+    if run.stopped_at is not None and run.interpolants:
+        run.step_ts[-1] = run.stopped_at
+    run.nfev, run.njev, run.nlu, run.t_reached = int(solver.nfev), int(solver.njev), int(solver.nlu), float(solver.t)
+    return run
+
+
+def _member_error_norms(solver, scale, batch: int) -> np.ndarray:
+    """Each member's share of the step's error norm, computed as scipy's controller computes it.
+
+    The controller accepts a step when the norm over the whole batch is ≤ 1; this splits that norm
+    by member (same embedded-pair weights E, E5, E3 and the same scaling as scipy's RK solvers).
+    """
+    K = solver.K.reshape(len(solver.K), batch, -1)
+    s = scale.reshape(batch, -1)
+    h = abs(solver.h_previous)
+    if isinstance(solver, DOP853):
+        e5 = np.sum((np.einsum("sbd,s->bd", K, solver.E5) / s) ** 2, axis=1)
+        e3 = np.sum((np.einsum("sbd,s->bd", K, solver.E3) / s) ** 2, axis=1)
+        denom = e5 + 0.01 * e3
+        return np.divide(h * e5, np.sqrt(denom * s.shape[1]), out=np.zeros(batch), where=denom > 0)
+    return np.sqrt(np.mean((h * np.einsum("sbd,s->bd", K, solver.E) / s) ** 2, axis=1))
 
 
 class _Dense:
-    """Adapts scipy's OdeSolution to time-first output: (dim,) or (T, dim)."""
+    """Adapts scipy's OdeSolution to time-first output, (dim,) or (T, dim), for one batch member."""
 
-    def __init__(self, sol: OdeSolution):
-        self.sol = sol
+    def __init__(self, sol: OdeSolution, member: slice = slice(None)):
+        self.sol, self.member = sol, member
 
     def __call__(self, t):
-        out = self.sol(t)
+        out = self.sol(t)[self.member]
         return out.T if np.ndim(t) else out
 
-
-class _Counted:
-    """Counts every right-hand-side call: scipy's nfev misses those of its finite-difference Jacobians."""
-
-    def __init__(self, flow):
-        self.flow, self.calls = flow, 0
-
-    def __call__(self, t, x):
-        self.calls += 1
-        return self.flow(t, x)
+    def __getitem__(self, member: slice) -> "_Dense":
+        return _Dense(self.sol, member)
 
 
-def _stats(solver, rhs: _Counted, n_steps: int, wall: float) -> dict:
-    return {"nfev": int(solver.nfev), "njev": int(solver.njev), "nlu": int(solver.nlu), "rhs_calls": rhs.calls,
-            "steps": n_steps, "t_reached": float(solver.t), "wall_time": wall}
+def _results(problem, run: _Steps, mons, dense, meta, batch):
+    t = np.asarray(run.ts, dtype=float)
+    y = np.asarray(run.ys, dtype=float).reshape(len(t), -1)
+    if not batch:
+        return _trajectory(problem, t, y, mons, dense, meta)
+    dim = problem.dim
+    out = []
+    for b in range(batch):
+        member = slice(b * dim, (b + 1) * dim)
+        extra = {"member": b}
+        if run.member_error is not None:
+            extra["member_error"] = float(run.member_error[b])
+        out.append(_trajectory(problem, t, y[:, member], mons, dense[member] if dense else None, {**meta, **extra}))
+    return out
 
 
-def _result(problem, flow, ts, xs, mons, dense, event_times, meta) -> Trajectory:
-    t = np.asarray(ts, dtype=float)
-    x = np.asarray(xs, dtype=float).reshape(len(ts), problem.dim)
+def _trajectory(problem, t, x, mons, dense, meta) -> Trajectory:
     start = time.perf_counter()
     values = _monitors.evaluate(mons, t, x)
-    meta = {**meta, "monitor_time": time.perf_counter() - start,
-            "events": {k: list(map(float, v)) for k, v in event_times.items()}}
-    return Trajectory(t=t, x=x, layout=problem.layout, monitors=values, meta=meta, dense=dense)
+    meta = {**meta, "monitor_time": time.perf_counter() - start}
+    return Trajectory(t=t, x=np.ascontiguousarray(x), layout=problem.layout, monitors=values, meta=meta,
+                      dense=dense)

@@ -25,10 +25,6 @@ from ._checks import as_float_array, positive_int
 from .targets import LowRankTarget, as_target
 
 
-def _T(A):
-    return np.swapaxes(A, -1, -2)
-
-
 def lowrank_frobenius(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """‖A Bᵀ‖_F without forming A Bᵀ: ‖R_A R_Bᵀ‖_F from thin QR factors.
 
@@ -42,17 +38,32 @@ def lowrank_frobenius(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """
     RA = np.linalg.qr(A, mode="r")
     RB = np.linalg.qr(B, mode="r")
-    return np.linalg.norm(RA @ _T(RB), axis=(-2, -1))
+    return np.linalg.norm(RA @ RB.mT, axis=(-2, -1))
 
 
 class FactoredProblem:
-    """Packing of named factor blocks into one flat state; subclasses supply the calculus."""
+    """Packing of named factor blocks into one flat state; subclasses supply the calculus.
 
-    layout: tuple[tuple[str, tuple[int, int]], ...]
+    Subclasses assign ``layout`` once, ((name, (rows, cols)), ...); the slices are cached then,
+    because ``unpack`` runs in every right-hand side.
+    """
+
+    @property
+    def layout(self) -> tuple[tuple[str, tuple[int, int]], ...]:
+        return self._layout
+
+    @layout.setter
+    def layout(self, layout) -> None:
+        self._layout = tuple((name, tuple(shape)) for name, shape in layout)
+        blocks, start = [], 0
+        for _, (a, b) in self._layout:
+            blocks.append((slice(start, start + a * b), (a, b)))
+            start += a * b
+        self._blocks, self._dim = tuple(blocks), start
 
     @property
     def dim(self) -> int:
-        return sum(a * b for _, (a, b) in self.layout)
+        return self._dim
 
     @property
     def width(self) -> int:
@@ -60,20 +71,18 @@ class FactoredProblem:
 
     def slices(self) -> dict[str, slice]:
         """Where each factor lives in ``x``."""
-        out, start = {}, 0
-        for name, (a, b) in self.layout:
-            out[name] = slice(start, start + a * b)
-            start += a * b
-        return out
+        return {name: sl for (name, _), (sl, _) in zip(self.layout, self._blocks)}
 
     def unpack(self, x):
         """Factors as reshaped views of ``x`` (shape (dim,) or (B, dim))."""
-        x = np.asarray(x)
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"x must have last dimension {self.dim} (the state size), got shape {x.shape}")
-        blocks = [x[..., sl].reshape(x.shape[:-1] + shape)
-                  for sl, (_, shape) in zip(self.slices().values(), self.layout)]
-        return tuple(blocks) if len(blocks) > 1 else blocks[0]
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.shape[-1] != self._dim:
+            raise ValueError(f"x must have last dimension {self._dim} (the state size), got shape {x.shape}")
+        lead = x.shape[:-1]
+        if len(self._blocks) == 1:
+            return x.reshape(lead + self._blocks[0][1])
+        return tuple(x[..., sl].reshape(lead + shape) for sl, shape in self._blocks)
 
     def pack(self, *factors) -> np.ndarray:
         """Flat float64 state from the factors (in ``layout`` order); a batch if they are stacked."""
@@ -168,9 +177,9 @@ class MatrixFactorization(FactoredProblem):
         U, V = self.unpack(x)
         out = np.empty(np.shape(x)) if out is None else out
         GU, GV = self.unpack(out)
-        np.matmul(U, _T(V) @ V, out=GU)
+        np.matmul(U, V.mT @ V, out=GU)
         GU -= self.target.times(V)
-        np.matmul(V, _T(U) @ U, out=GV)
+        np.matmul(V, U.mT @ U, out=GV)
         GV -= self.target.transpose_times(U)
         return out
 
@@ -178,8 +187,8 @@ class MatrixFactorization(FactoredProblem):
         """∇²f(x)·v with W = ΔU Vᵀ + U ΔVᵀ: H_U = W V − R ΔV, H_V = Wᵀ U − Rᵀ ΔU (factored)."""
         U, V = self.unpack(x)
         dU, dV = self.unpack(np.asarray(v, dtype=float))
-        HU = dU @ (_T(V) @ V) + U @ (_T(dV) @ V) + U @ (_T(V) @ dV) - self.target.times(dV)
-        HV = dV @ (_T(U) @ U) + V @ (_T(dU) @ U) + V @ (_T(U) @ dU) - self.target.transpose_times(dU)
+        HU = dU @ (V.mT @ V) + U @ (dV.mT @ V) + U @ (V.mT @ dV) - self.target.times(dV)
+        HV = dV @ (U.mT @ U) + V @ (dU.mT @ U) + V @ (U.mT @ dU) - self.target.transpose_times(dU)
         return self.pack(HU, HV)
 
     def hessian(self, x) -> np.ndarray:
@@ -261,7 +270,7 @@ class SymmetricFactorization(FactoredProblem):
         X = self.unpack(x)
         out = np.empty(np.shape(x)) if out is None else out
         G = self.unpack(out)
-        np.matmul(X, _T(X) @ X, out=G)
+        np.matmul(X, X.mT @ X, out=G)
         G -= self.target.times(X)
         return out
 
@@ -269,7 +278,7 @@ class SymmetricFactorization(FactoredProblem):
         """∇²f·Δ = Δ(XᵀX) + X(ΔᵀX) + X(XᵀΔ) − MΔ."""
         X = self.unpack(x)
         D = self.unpack(np.asarray(v, dtype=float))
-        H = D @ (_T(X) @ X) + X @ (_T(D) @ X) + X @ (_T(X) @ D) - self.target.times(D)
+        H = D @ (X.mT @ X) + X @ (D.mT @ X) + X @ (X.mT @ D) - self.target.times(D)
         return self.pack(H)
 
     def hessian(self, x) -> np.ndarray:

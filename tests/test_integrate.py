@@ -144,7 +144,7 @@ def test_symmetric_problem_integrates(small):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(method="Euler"), "method must be one of"),
+    (dict(method="Euler"), "method must be .auto. or one of"),
     (dict(rtol=0.0), "rtol must be positive"),
     (dict(atol=-1.0), "atol must be positive"),
     (dict(t_end=0.0), "t_end must be finite and > t_start"),

@@ -63,3 +63,12 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 def test_unknown_factor_name_is_reported(runs):
     with pytest.raises(AttributeError, match="no factor 'W'"):
         runs[1]._block("W")
+
+
+def test_result_files_get_the_usual_permissions(tmp_path, runs):
+    old = os.umask(0o022)
+    try:
+        path = runs[1].save(tmp_path / "run.npz")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644

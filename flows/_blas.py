@@ -1,0 +1,27 @@
+"""BLAS thread control around solves.
+
+Measured on this project's 2-core machine (benchmarks/blas_threads.py): the products in a
+factorization right-hand side are tall and skinny (m×k times k×k), and OpenBLAS's second thread
+costs more in synchronisation than it gains; LU factorizations of the implicit solvers' small
+Jacobians lose 3–6×. One thread is the default; ``blas_threads=None`` leaves BLAS as it is.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+from ._checks import positive_int
+
+_controller = None
+
+
+def limit(threads):
+    """Context manager limiting BLAS to ``threads`` threads (``None``: no change)."""
+    global _controller
+    if threads is None:
+        return nullcontext()
+    threads = positive_int(threads, "blas_threads")
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController  # inspecting loaded libraries costs ~1 ms: once
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=threads, user_api="blas")

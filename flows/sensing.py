@@ -1,0 +1,258 @@
+r"""Matrix sensing and matrix completion: f(U, V) = ½‖𝒜(UVᵀ) − y‖² with y = 𝒜(X*) + ξ.
+
+Both follow the problem protocol of :mod:`flows.problems`, so :class:`flows.GradientFlow`,
+:func:`flows.gradient_descent`, :func:`flows.integrate`, the monitors and the analytic Jacobian
+work unchanged. With R = 𝒜*(y − 𝒜(UVᵀ)) the gradient is ∇_U f = −RV, ∇_V f = −RᵀU, evaluated
+through the operator's products (:mod:`flows.operators`); ``target`` is X* and ``residual_norm`` is
+the recovery error ‖UVᵀ − X*‖_F, not the (unobservable) measurement residual.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array, positive, positive_int, seed_rng
+from .operators import DenseOperator, EntrySampling, RankOneOperator, is_operator
+from .problems import FactoredProblem, MatrixFactorization
+from .targets import LowRankTarget, as_target
+
+
+def _T(A):
+    return np.swapaxes(A, -1, -2)
+
+
+class MatrixSensing(FactoredProblem):
+    r"""Asymmetric matrix sensing f(U, V) = ½‖𝒜(UVᵀ) − y‖², y = 𝒜(X*) + ξ.
+
+    Gradient: with R = 𝒜*(y − 𝒜(UVᵀ)), ∇_U f = −RV, ∇_V f = −RᵀU. Hessian-vector product: with
+    W = ΔU Vᵀ + U ΔVᵀ, H_U = 𝒜*𝒜(W) V − R ΔV, H_V = (𝒜*𝒜(W))ᵀ U − Rᵀ ΔU. All methods accept a
+    batch of states (B, dim) except ``hessian``.
+
+    Parameters
+    ----------
+    target : LowRankTarget or array_like, shape (m, n)
+        X*.
+    operator : measurement operator
+        𝒜 of shape (m, n), e.g. :class:`flows.operators.DenseOperator`.
+    width : int
+        k ≥ 1, columns of U (m×k) and V (n×k).
+    noise : float
+        Standard deviation of the i.i.d. Gaussian measurement noise ξᵢ, ≥ 0.
+    seed : int, optional
+        Required when ``noise > 0``: ξ is drawn from its second spawned child (the first one draws
+        the operator in :meth:`gaussian` and the mask in :class:`MatrixCompletion`).
+    measurements : array_like, shape (p,), optional
+        Use these y instead of measuring X* (``noise`` must then be 0); ξ is then y − 𝒜(X*).
+
+    Examples
+    --------
+    >>> p = MatrixSensing.gaussian(LowRankTarget.random(6, 5, 2, seed=0), 40, width=2, seed=1)
+    >>> x = p.pack(*p.target_factors())
+    >>> float(p.loss(x)) < 1e-25, float(p.residual_norm(x)) < 1e-14
+    (True, True)
+    """
+
+    def __init__(self, target, operator, width: int, *, noise: float = 0.0, seed=None, measurements=None):
+        self.target: LowRankTarget = as_target(target)
+        if not is_operator(operator):
+            raise TypeError(f"operator must be a measurement operator (see flows.operators), got "
+                            f"{type(operator).__name__}")
+        if tuple(operator.shape) != self.target.shape:
+            raise ValueError(f"operator must have shape {self.target.shape} (the target's), got {tuple(operator.shape)}")
+        self.operator = operator
+        width = positive_int(width, "width")
+        m, n = self.target.shape
+        self.layout = (("U", (m, width)), ("V", (n, width)))
+        self.noise = positive(noise, "noise", allow_zero=True)
+        if measurements is None:
+            noise_seed = None if seed is None else seed_rng(seed).spawn(2)[1]
+            y, xi = operator.measure(self.target, self.noise, noise_seed)
+        else:
+            if self.noise > 0:
+                raise ValueError("give either measurements or noise > 0, not both (the noise is already in y)")
+            y, xi = as_float_array(measurements, "measurements", shape=(operator.n_measurements,)).copy(), None
+        y.setflags(write=False)
+        self.measurements = y
+        self._noise_vector = xi
+        self.seed = seed
+        # With the Gram matrix, R = 𝒜*y − 𝒜*𝒜(UVᵀ) is one (mn, mn) product (PERFORMANCE.md (e)).
+        self._adjoint_measurements = operator.adjoint(y) if getattr(operator, "gram", None) is not None else None
+
+    @classmethod
+    def gaussian(cls, target, n_measurements: int, width: int, seed, *, noise: float = 0.0,
+                 rank_one: bool = False, gram="auto") -> "MatrixSensing":
+        """Sensing with i.i.d. Gaussian measurements, E[𝒜*𝒜] = I.
+
+        Parameters
+        ----------
+        target : LowRankTarget or array_like, shape (m, n)
+        n_measurements : int
+            p.
+        width : int
+        seed : int
+            Its first spawned child draws the operator, the second the noise.
+        noise : float
+            Standard deviation of each ξᵢ.
+        rank_one : bool
+            Rank-one Aᵢ = aᵢbᵢᵀ (:class:`RankOneOperator`, O(p(m + n)k) per gradient) instead of
+            dense Aᵢ (:class:`DenseOperator`).
+        gram : {"auto", True, False}
+            Dense operators only: see :class:`DenseOperator`.
+        """
+        target = as_target(target)
+        op_seed = seed_rng(seed).spawn(1)[0]
+        if rank_one:
+            if gram != "auto":
+                raise ValueError("gram applies to dense measurements only (rank_one=False)")
+            op = RankOneOperator.gaussian(target.shape, n_measurements, op_seed)
+        else:
+            op = DenseOperator.gaussian(target.shape, n_measurements, op_seed, gram=gram)
+        return cls(target, op, width, noise=noise, seed=seed)
+
+    @classmethod
+    def random(cls, m: int, n: int, rank: int, width: int, n_measurements: int, *, condition: float = 1.0,
+               singular_values=None, noise: float = 0.0, rank_one: bool = False, seed=0) -> "MatrixSensing":
+        """Gaussian sensing of a random target, all from ``seed``.
+
+        The target is :meth:`LowRankTarget.random` with ``seed`` itself (the same X* as
+        ``MatrixFactorization.random`` with that seed); operator and noise come from spawned children.
+        """
+        target = LowRankTarget.random(m, n, rank, condition=condition, singular_values=singular_values, seed=seed)
+        return cls.gaussian(target, n_measurements, width, seed, noise=noise, rank_one=rank_one)
+
+    m = MatrixFactorization.m
+    n = MatrixFactorization.n
+    residual_norm = MatrixFactorization.residual_norm
+
+    @property
+    def noise_vector(self) -> np.ndarray:
+        """ξ = y − 𝒜(X*), shape (p,)."""
+        if self._noise_vector is None:
+            t = self.target
+            self._noise_vector = self.measurements - self.operator.apply_factored(t.Phi * t.sigma, t.Psi)
+        return self._noise_vector
+
+    def factors(self, x):
+        return self.unpack(x)
+
+    def target_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """A balanced exact factorization (Φ√σ, Ψ√σ) of X*, padded with zero columns to the width."""
+        t = self.target
+        if t.rank > self.width:
+            raise ValueError(f"X* has rank {t.rank} > width {self.width}: no exact factorization")
+        pad = ((0, 0), (0, self.width - t.rank))
+        root = np.sqrt(t.sigma)
+        return np.pad(t.Phi * root, pad), np.pad(t.Psi * root, pad)
+
+    def describe(self) -> dict:
+        return {"problem": type(self).__name__, "m": self.m, "n": self.n, "width": self.width,
+                "target": self.target.describe(), "operator": self.operator.describe(),
+                "noise": self.noise, "seed": _seed_repr(self.seed)}
+
+    def minibatch(self, indices) -> "MatrixSensing":
+        """The unbiased mini-batch problem on measurements ``indices``.
+
+        f_B = (p/b)·½Σ_{i∈B}(𝒜(UVᵀ)ᵢ − yᵢ)², written as a sensing problem with the operator
+        ``operator.subset(indices)`` and measurements √(p/b)·y_B, so E_B[∇f_B] = ∇f.
+        """
+        op = self.operator.subset(indices)
+        w = np.sqrt(self.operator.n_measurements / op.n_measurements)
+        return MatrixSensing(self.target, op, self.width, measurements=w * self.measurements[np.asarray(indices)])
+
+    def _residual_products(self, U, V, left=None, right=None):
+        """(R·right, Rᵀ·left) with R = 𝒜*(y − 𝒜(UVᵀ)); right, left default to V, U."""
+        left = U if left is None else left
+        right = V if right is None else right
+        if self._adjoint_measurements is not None:
+            R = self._adjoint_measurements - self.operator.normal(U @ _T(V))
+            return R @ right, _T(R) @ left
+        return self.operator.adjoint_products(self.measurements - self.operator.apply_factored(U, V), left, right)
+
+    def loss(self, x):
+        """f = ½‖𝒜(UVᵀ) − y‖²."""
+        U, V = self.unpack(x)
+        return 0.5 * np.sum((self.operator.apply_factored(U, V) - self.measurements) ** 2, axis=-1)
+
+    def grad(self, x, out=None):
+        """∇f = (−RV, −RᵀU) with R = 𝒜*(y − 𝒜(UVᵀ)), packed like ``x``."""
+        U, V = self.unpack(x)
+        out = np.empty(np.shape(x)) if out is None else out
+        GU, GV = self.unpack(out)
+        RV, RtU = self._residual_products(U, V)
+        np.negative(RV, out=GU)
+        np.negative(RtU, out=GV)
+        return out
+
+    def hvp(self, x, v):
+        """∇²f·v: H_U = 𝒜*𝒜(W)V − RΔV, H_V = (𝒜*𝒜(W))ᵀU − RᵀΔU, W = ΔUVᵀ + UΔVᵀ (factored)."""
+        U, V = self.unpack(x)
+        dU, dV = self.unpack(np.asarray(v, dtype=float))
+        AW = self.operator.apply_factored(np.concatenate([dU, U], -1), np.concatenate([V, dV], -1))
+        SV, StU = self.operator.adjoint_products(AW, U, V)
+        RdV, RtdU = self._residual_products(U, V, dU, dV)
+        return self.pack(SV - RdV, StU - RtdU)
+
+    def hessian(self, x) -> np.ndarray:
+        """Dense ∇²f, shape (dim, dim): JᵀJ − [[0, R⊗I_k], [Rᵀ⊗I_k, 0]].
+
+        J = 𝒜·∂vec(UVᵀ)/∂x is the (p, dim) Jacobian of the measurements, built from the operator's
+        matrix and the Kronecker blocks ∂vec(UVᵀ)/∂U = I_m ⊗ V, ∂vec(UVᵀ)/∂V_jb = U_:b ⊗ e_j.
+        """
+        U, V = self.unpack(np.asarray(x, dtype=float))
+        if U.ndim != 2:
+            raise ValueError("hessian takes a single state of shape (dim,)")
+        m, k = U.shape
+        n = V.shape[0]
+        dX = np.hstack([np.kron(np.eye(m), V), np.einsum("ib,jc->ijcb", U, np.eye(n)).reshape(m * n, n * k)])
+        J = np.asarray(self.operator.as_matrix() @ dX)
+        R = self.operator.adjoint(self.measurements - self.operator.apply_factored(U, V))
+        H = J.T @ J
+        coupling = np.kron(R, np.eye(k))
+        H[:m * k, m * k:] -= coupling
+        H[m * k:, :m * k] -= coupling.T
+        return H
+
+
+class MatrixCompletion(MatrixSensing):
+    r"""Matrix completion: sensing with the entry-sampling operator 𝒜(X) = √(mn/p)·X_Ω.
+
+    f(U, V) = (mn/2p)‖P_Ω(UVᵀ − X*)‖²_F (plus noise on the observed entries), scaled so that
+    E[𝒜*𝒜] = I under uniform sampling.
+
+    Parameters
+    ----------
+    target : LowRankTarget or array_like, shape (m, n)
+    observed : boolean array_like of shape (m, n), or float in (0, 1]
+        The mask Ω, or the fraction of entries to observe uniformly at random (needs ``seed``).
+    width : int
+    seed : int, optional
+        Draws Ω (for a fraction) and, independently, the noise.
+    noise : float
+        Standard deviation of the noise on each observed entry (needs ``seed``).
+    """
+
+    def __init__(self, target, observed, width: int, seed=None, *, noise: float = 0.0):
+        target = as_target(target)
+        if np.ndim(observed) == 0:
+            if seed is None:
+                raise ValueError("observing a random fraction of entries needs a seed (an int)")
+            op = EntrySampling.uniform(target.shape, observed, seed_rng(seed).spawn(1)[0])
+        else:
+            mask = np.asarray(observed)
+            if mask.shape != target.shape:
+                raise ValueError(f"observed must be a boolean mask of shape {target.shape} or a fraction, "
+                                 f"got shape {mask.shape}")
+            op = EntrySampling.from_mask(mask)
+        super().__init__(target, op, width, noise=noise, seed=seed)
+
+    @classmethod
+    def random(cls, m: int, n: int, rank: int, width: int, fraction: float, *, condition: float = 1.0,
+               singular_values=None, noise: float = 0.0, seed=0) -> "MatrixCompletion":
+        """Uniformly observed entries of a random target, from ``seed`` (target as in :meth:`MatrixSensing.random`)."""
+        target = LowRankTarget.random(m, n, rank, condition=condition, singular_values=singular_values, seed=seed)
+        return cls(target, fraction, width, seed, noise=noise)
+
+
+def _seed_repr(seed):
+    """A JSON-friendly record of a seed."""
+    return int(seed) if isinstance(seed, (int, np.integer)) else None if seed is None else repr(seed)
