@@ -6,6 +6,7 @@ checks for divergence.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -29,7 +30,7 @@ class DivergenceError(FloatingPointError):
 
 def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: str = "simultaneous",
                      perturbation=None, perturbation_form: str = "residual", record_every: int = 1,
-                     monitors=None, max_loss: float | None = None, provenance: dict | None = None) -> Trajectory:
+                     monitors=None, max_loss: float | None = None, provenance: dict | None = None):
     """Run GD and return it as a :class:`Trajectory` with times t = k·η.
 
     simultaneous: U₊ = U + ηRV, V₊ = V + ηRᵀU (x₊ = x − η∇f(x)), explicit Euler on GF.
@@ -42,7 +43,9 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     Parameters
     ----------
     problem : problem object
-    x0 : array_like, shape (dim,)
+    x0 : array_like, shape (dim,) or (B, dim)
+        Initial state, or a batch of B initial states run together (one vectorized step for all;
+        not with a perturbation).
     step_size : float
         η > 0.
     n_steps : int
@@ -63,13 +66,14 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
 
     Returns
     -------
-    Trajectory
+    Trajectory, or list of B Trajectory for a batch
 
     Raises
     ------
     DivergenceError
         A non-finite gradient (checked every step) or f > ``max_loss`` (checked at recorded steps);
-        says at which step, and carries the trajectory recorded before it.
+        says at which step (and, for a batch, which members), and carries the trajectory recorded
+        before it.
 
     Examples
     --------
@@ -88,37 +92,36 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     extra_monitors, method = {}, f"gradient_descent/{variant}"
 
     if perturbation is not None:
+        if np.ndim(x0) != 1:
+            raise ValueError("a perturbed GD run takes one initial state of shape (dim,), not a batch")
         if variant != "simultaneous":
             raise ValueError(f"perturbation needs variant='simultaneous' (Euler on the perturbed flow), got {variant!r}")
         pgf = PerturbedGradientFlow(problem, perturbation, perturbation_form)
         extra_monitors = pgf.monitors()
         method = f"gradient_descent/perturbed-{perturbation_form}"
 
-        def step(k, x, g):
+        def direction(k, x, g):
             problem.grad(x, out=g)
             g -= pgf.perturbation_term(k * eta, x)
-            g *= eta
-            x -= g
-            return 1
     elif variant == "simultaneous":
-        def step(k, x, g):
+        def direction(k, x, g):
             problem.grad(x, out=g)
-            g *= eta
-            x -= g
-            return 1
     elif variant == "scaled":
-        def step(k, x, g):
-            problem.grad(x, out=g)
-            scaled_gradient(problem, x, g)
-            g *= eta
-            x -= g
-            return 1
-    else:
+        def direction(k, x, g):
+            scaled_gradient(problem, x, problem.grad(x, out=g))
+
+    if variant == "alternating":
         def step(k, x, g):
             for sl in blocks:  # each block sees the blocks already updated before it
                 problem.grad(x, out=g)
-                x[sl] -= eta * g[sl]
+                x[..., sl] -= eta * g[..., sl]
             return len(blocks)
+    else:
+        def step(k, x, g):  # explicit Euler along the direction
+            direction(k, x, g)
+            g *= eta
+            x -= g
+            return 1
 
     meta = {"method": method, **({"perturbation": perturbation.describe(), "perturbation_form": perturbation_form}
                                  if perturbation is not None else {})}
@@ -128,7 +131,7 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
 
 def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batch_size: int, seed, *,
                                record_every: int = 1, monitors=None, max_loss: float | None = None,
-                               provenance: dict | None = None) -> Trajectory:
+                               provenance: dict | None = None):
     """Mini-batch sensing GD: step k uses a fresh batch B_k of ``batch_size`` measurements.
 
     x₊ = x − η∇f_{B_k}(x), where f_B is the unbiased mini-batch loss of
@@ -171,50 +174,56 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
 
 
 def _descend(problem, x0, eta: float, n_steps: int, step, *, record_every, monitors, extra_monitors, max_loss,
-             meta, provenance) -> Trajectory:
+             meta, provenance):
     """The one GD loop: ``step(k, x, g)`` moves x_k to x_{k+1} in place, leaves its direction in g
-    (checked for finiteness) and returns how many gradients it evaluated."""
+    (checked for finiteness) and returns how many gradients it evaluated. ``x`` may be a batch."""
     x = problem.check_state(x0)
-    if x.ndim != 1:
-        raise ValueError(f"x0 must have shape ({problem.dim},), got {x.shape}")
     n_steps = positive_int(n_steps, "n_steps")
     record_every = positive_int(record_every, "record_every")
-    f0 = float(problem.loss(x))
+    f0 = float(np.max(problem.loss(x)))
     if max_loss is None:
         max_loss = 1e6 * max(f0, problem.target.frobenius_norm ** 2)
     max_loss = positive(max_loss, "max_loss")
     mons = {**_monitors.check(_monitors.default(problem) if monitors is None else monitors), **extra_monitors}
 
     recorded = sorted(set(range(0, n_steps + 1, record_every)) | {n_steps})
-    X = np.empty((len(recorded), problem.dim))
+    X = np.empty((len(recorded),) + x.shape)
     X[0] = x
     meta = {**problem.describe(), **meta, "step_size": eta, "n_steps": n_steps, "record_every": record_every,
             "max_loss": max_loss, "version": package_version(), **(provenance or {})}
+    if x.ndim == 2:
+        meta["batch_size"] = x.shape[0]
+
+    def trajectory(t, states, info):
+        m0 = time.perf_counter()
+        values = _monitors.evaluate(mons, t, states)
+        return Trajectory(t=t, x=states, layout=problem.layout, monitors=values,
+                          meta={**info, "monitor_time": time.perf_counter() - m0},
+                          dense=PiecewiseLinear(t, states) if len(t) > 1 else None)
 
     def result(n_rec, wall, extra=None):
         t = eta * np.asarray(recorded[:n_rec], dtype=float)
-        m0 = time.perf_counter()
-        values = _monitors.evaluate(mons, t, X[:n_rec])
-        info = {**meta, "nfev": nfev, "steps": recorded[n_rec - 1], "wall_time": wall,
-                "monitor_time": time.perf_counter() - m0, **(extra or {})}
-        x = X[:n_rec].copy()
-        return Trajectory(t=t, x=x, layout=problem.layout, monitors=values, meta=info,
-                          dense=PiecewiseLinear(t, x) if n_rec > 1 else None)
+        info = {**meta, "nfev": nfev, "steps": recorded[n_rec - 1], "wall_time": wall, **(extra or {})}
+        if x.ndim == 1:
+            return trajectory(t, X[:n_rec].copy(), info)
+        return [trajectory(t, X[:n_rec, b].copy(), {**info, "member": b}) for b in range(x.shape[0])]
 
-    def fail(k, why):
-        raise DivergenceError(f"gradient descent diverged at step {k} (t = {k * eta:g}, step_size = {eta:g}): {why}",
-                              k, result(r, time.perf_counter() - start, {"diverged_at_step": k}))
+    def fail(k, why, bad):
+        members = "" if x.ndim == 1 else f" in batch members {np.flatnonzero(bad).tolist()}"
+        raise DivergenceError(f"gradient descent diverged at step {k} (t = {k * eta:g}, step_size = {eta:g})"
+                              f"{members}: {why}", k, result(r, time.perf_counter() - start, {"diverged_at_step": k}))
 
     g = np.empty_like(x)
     nfev, r = 0, 1
     start = time.perf_counter()
     for k in range(1, n_steps + 1):
         nfev += step(k - 1, x, g)
-        if not np.isfinite(g @ g):
-            fail(k, "non-finite gradient")
+        if not math.isfinite(np.vdot(g, g)):  # one reduction; overflow anywhere makes it inf or nan
+            fail(k, "non-finite gradient", ~np.isfinite(g).all(axis=-1))
         if k == recorded[r]:
-            if not problem.loss(x) <= max_loss:
-                fail(k, f"loss above max_loss = {max_loss:g}")
+            loss = problem.loss(x)
+            if not np.all(loss <= max_loss):
+                fail(k, f"loss above max_loss = {max_loss:g}", ~(loss <= max_loss))
             X[r] = x
             r += 1
     return result(len(recorded), time.perf_counter() - start)

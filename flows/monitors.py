@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from .problems import lowrank_core
+
 Monitor = Callable[[float, np.ndarray], "float | np.ndarray"]
 
 
@@ -39,10 +41,7 @@ def distance(problem) -> Monitor:
 def singular_values(problem) -> Monitor:
     """Singular values of UVᵀ, all k of them (from the k×k core, not the m×n product)."""
     def fn(t, x):
-        U, V = problem.factors(x)
-        RU = np.linalg.qr(U, mode="r")
-        RV = np.linalg.qr(V, mode="r")
-        s = np.linalg.svd(RU @ RV.T, compute_uv=False)
+        s = np.linalg.svd(lowrank_core(*problem.factors(x)), compute_uv=False)
         return np.pad(s, (0, problem.width - s.shape[0]))
     return fn
 

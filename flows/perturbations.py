@@ -38,6 +38,7 @@ import numpy as np
 
 from ._checks import as_float_array, positive, positive_int
 from .integrate import IntegrationError, _time_grid, integrate
+from .problems import distance_factors, lowrank_core
 from .trajectory import Trajectory
 
 FORMS = ("residual", "additive")
@@ -92,11 +93,7 @@ def residual_magnitude(problem, x, norm: str) -> float:
     """‖Σ − UVᵀ‖ in the Frobenius or operator norm, from the factors (no m×n matrix)."""
     if norm == "fro":
         return float(problem.residual_norm(x))
-    U, V = problem.factors(x)
-    t = problem.target
-    RA = np.linalg.qr(np.hstack([U, -t.Phi * t.sigma]), mode="r")
-    RB = np.linalg.qr(np.hstack([V, t.Psi]), mode="r")
-    return float(np.linalg.norm(RA @ RB.T, 2))
+    return float(np.linalg.norm(lowrank_core(*distance_factors(*problem.factors(x), problem.target)), 2))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,20 +25,42 @@ from ._checks import as_float_array, positive_int
 from .targets import LowRankTarget, as_target
 
 
-def lowrank_frobenius(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """‖A Bᵀ‖_F without forming A Bᵀ: ‖R_A R_Bᵀ‖_F from thin QR factors.
+def gram(A: np.ndarray) -> np.ndarray:
+    """AᵀA for A of shape (r, k) or a stack (B, r, k)."""
+    # stacked products with a transposed operand take numpy's slow path; a contiguous copy is cheaper
+    return A.T @ A if A.ndim == 2 else np.ascontiguousarray(A.mT) @ A
 
-    Unlike tr((AᵀA)(BᵀB)), this does not cancel catastrophically when A Bᵀ is small against A and B
-    (a residual near a minimum).
+
+def lowrank_core(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """R_A R_Bᵀ from thin QR factors A = Q_A R_A, B = Q_B R_B: a small matrix with the singular values of
+    A Bᵀ, so norms and spectra of A Bᵀ cost O((m + n) p²) and never form the m×n product.
 
     Parameters
     ----------
     A : ndarray, shape (..., m, p)
     B : ndarray, shape (..., n, p)
+
+    Returns
+    -------
+    ndarray, shape (..., min(m, p), min(n, p))
     """
-    RA = np.linalg.qr(A, mode="r")
-    RB = np.linalg.qr(B, mode="r")
-    return np.linalg.norm(RA @ RB.mT, axis=(-2, -1))
+    return np.linalg.qr(A, mode="r") @ np.linalg.qr(B, mode="r").mT
+
+
+def lowrank_frobenius(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """‖A Bᵀ‖_F without forming A Bᵀ (see :func:`lowrank_core`).
+
+    Unlike tr((AᵀA)(BᵀB)), this does not cancel catastrophically when A Bᵀ is small against A and B
+    (a residual near a minimum).
+    """
+    return np.linalg.norm(lowrank_core(A, B), axis=(-2, -1))
+
+
+def distance_factors(U: np.ndarray, V: np.ndarray, target: LowRankTarget) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) with A Bᵀ = UVᵀ − Σ: A = [U, −Φ diag σ], B = [V, Ψ] (batched over leading axes of U, V)."""
+    Phi_s = np.broadcast_to(target.Phi * target.sigma, U.shape[:-2] + target.Phi.shape)
+    Psi = np.broadcast_to(target.Psi, V.shape[:-2] + target.Psi.shape)
+    return np.concatenate([U, -Phi_s], -1), np.concatenate([V, Psi], -1)
 
 
 class FactoredProblem:
@@ -163,10 +185,7 @@ class MatrixFactorization(FactoredProblem):
 
     def residual_norm(self, x) -> np.ndarray:
         """‖UVᵀ − Σ‖_F, accurate even near a minimum (see :func:`lowrank_frobenius`)."""
-        U, V = self.unpack(x)
-        Phi_s = np.broadcast_to(self.target.Phi * self.target.sigma, U.shape[:-2] + self.target.Phi.shape)
-        Psi = np.broadcast_to(self.target.Psi, V.shape[:-2] + self.target.Psi.shape)
-        return lowrank_frobenius(np.concatenate([U, -Phi_s], -1), np.concatenate([V, Psi], -1))
+        return lowrank_frobenius(*distance_factors(*self.unpack(x), self.target))
 
     def loss(self, x):
         """f = ½‖UVᵀ − Σ‖²_F."""
@@ -177,9 +196,9 @@ class MatrixFactorization(FactoredProblem):
         U, V = self.unpack(x)
         out = np.empty(np.shape(x)) if out is None else out
         GU, GV = self.unpack(out)
-        np.matmul(U, V.mT @ V, out=GU)
+        np.matmul(U, gram(V), out=GU)
         GU -= self.target.times(V)
-        np.matmul(V, U.mT @ U, out=GV)
+        np.matmul(V, gram(U), out=GV)
         GV -= self.target.transpose_times(U)
         return out
 
@@ -255,11 +274,7 @@ class SymmetricFactorization(FactoredProblem):
 
     def residual_norm(self, x) -> np.ndarray:
         """‖XXᵀ − M‖_F, accurate near a minimum."""
-        X = self.unpack(x)
-        t = self.target
-        Phi_s = np.broadcast_to(t.Phi * t.sigma, X.shape[:-2] + t.Phi.shape)
-        Psi = np.broadcast_to(t.Psi, X.shape[:-2] + t.Psi.shape)
-        return lowrank_frobenius(np.concatenate([X, Phi_s], -1), np.concatenate([X, -Psi], -1))
+        return lowrank_frobenius(*distance_factors(*self.factors(x), self.target))
 
     def loss(self, x):
         """f = ¼‖XXᵀ − M‖²_F."""
@@ -270,7 +285,7 @@ class SymmetricFactorization(FactoredProblem):
         X = self.unpack(x)
         out = np.empty(np.shape(x)) if out is None else out
         G = self.unpack(out)
-        np.matmul(X, X.mT @ X, out=G)
+        np.matmul(X, gram(X), out=G)
         G -= self.target.times(X)
         return out
 

@@ -54,6 +54,9 @@ class LowRankTarget:
         for name, arr in (("Phi", Phi), ("sigma", sigma), ("Psi", Psi)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        # Σ V = (Φ diag σ)(Ψᵀ V) as two products, with contiguous operands: both run in every gradient
+        object.__setattr__(self, "_factors", (Phi * sigma, np.ascontiguousarray(Psi.T),
+                                              Psi * sigma, np.ascontiguousarray(Phi.T)))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -86,11 +89,13 @@ class LowRankTarget:
 
     def times(self, V: np.ndarray) -> np.ndarray:
         """Σ V = Φ (σ ⊙ Ψᵀ V) for V of shape (n, k) or (B, n, k)."""
-        return self.Phi @ (self.sigma[:, None] * (self.Psi.T @ V))
+        left, PsiT, _, _ = self._factors
+        return left @ (PsiT @ V)
 
     def transpose_times(self, U: np.ndarray) -> np.ndarray:
         """Σᵀ U = Ψ (σ ⊙ Φᵀ U) for U of shape (m, k) or (B, m, k)."""
-        return self.Psi @ (self.sigma[:, None] * (self.Phi.T @ U))
+        _, _, right, PhiT = self._factors
+        return right @ (PhiT @ U)
 
     def describe(self) -> dict:
         return {"shape": list(self.shape), "rank": self.rank, "singular_values": self.sigma.tolist()}

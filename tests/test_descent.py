@@ -100,3 +100,22 @@ def test_bad_gd_input_raises(problem, kwargs, match):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         gradient_descent(problem, init.gaussian(problem, 0.1, seed=0), **args)
+
+
+@pytest.mark.parametrize("variant", ["simultaneous", "alternating", "scaled"])
+def test_a_batch_runs_each_member_exactly_as_alone(problem, variant):
+    X0 = np.stack([init.gaussian(problem, 0.3, seed=s) for s in range(4)])
+    batch = gradient_descent(problem, X0, step_size=0.05, n_steps=60, record_every=20, variant=variant)
+    assert len(batch) == 4
+    for b, run in enumerate(batch):
+        alone = gradient_descent(problem, X0[b], step_size=0.05, n_steps=60, record_every=20, variant=variant)
+        np.testing.assert_allclose(run.x, alone.x, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(run.monitors["loss"], alone.monitors["loss"], rtol=1e-10)
+        assert run.meta["member"] == b and run.meta["batch_size"] == 4
+
+
+def test_a_diverging_member_is_named(problem):
+    X0 = np.stack([init.gaussian(problem, 0.1, seed=0), init.gaussian(problem, 3.0, seed=1)])
+    with pytest.raises(DivergenceError, match=r"in batch members \[1\]") as info:
+        gradient_descent(problem, X0, step_size=0.5, n_steps=10_000)
+    assert len(info.value.partial) == 2
