@@ -1,6 +1,6 @@
 """BLAS thread control around solves.
 
-Measured on this project's 2-core machine (benchmarks/blas_threads.py): the products in a
+Measured on this project's 2-core machine (benchmarks/blas_threads.py, benchmarks/large.py): the products in a
 factorization right-hand side are tall and skinny (m×k times k×k), and OpenBLAS's second thread
 costs more in synchronisation than it gains; LU factorizations of the implicit solvers' small
 Jacobians lose 3–6×. One thread is the default; ``blas_threads=None`` leaves BLAS as it is.
