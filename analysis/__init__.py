@@ -2,3 +2,5 @@
 
 from . import discretization, stability
 from .compare import Comparison, compare
+
+__all__ = ["Comparison", "compare", "discretization", "stability"]

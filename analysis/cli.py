@@ -10,6 +10,8 @@ import sys
 COMMANDS = {
     "run": "analysis.run",
     "discretization": "analysis.discretization_cli",
+    "figures": "analysis.figures_cli",
+    "sweep": "analysis.sweep_cli",
 }
 
 

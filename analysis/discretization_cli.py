@@ -29,6 +29,7 @@ from flows._io import atomic_path, save_figure
 from flows.sensing import MatrixSensing
 from flows.trajectory import package_version
 
+from ._config import read_toml
 from .discretization import error_vs_step
 from .stability import critical_step_size, sharpness_along
 
@@ -79,14 +80,7 @@ def load_config(path=None) -> dict:
     config = {section: dict(values) for section, values in DEFAULTS.items()}
     if path is None:
         return config
-    try:
-        with open(path, "rb") as fh:
-            user = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config {path}: {exc}") from exc
-    for section, values in user.items():
-        if section not in config or not isinstance(values, dict):
-            raise ValueError(f"config {path}: unknown section [{section}]; sections are {sorted(config)}")
+    for section, values in read_toml(path, config).items():
         for key, value in values.items():
             if key not in config[section]:
                 raise ValueError(f"config {path}: unknown key {key!r} in [{section}]; keys are "

@@ -9,7 +9,7 @@ import sys
 import time
 
 SCRIPTS = ["factored_gradient", "euler", "plain_solve_ivp", "stiff", "batch", "large", "auto_method",
-           "blas_threads", "gd_overhead", "frameworks"]
+           "blas_threads", "gd_overhead", "sweep_throughput", "frameworks"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SCRIPTS
