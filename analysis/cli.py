@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "run": "analysis.run",
     "discretization": "analysis.discretization_cli",
+    "check": "analysis.check_cli",
     "figures": "analysis.figures_cli",
     "sweep": "analysis.sweep_cli",
 }

@@ -160,10 +160,11 @@ def _merged_grid(grids) -> np.ndarray:
     return t[keep]
 
 
-def _number_of_steps(eta: float, t_end: float) -> int:
+def number_of_steps(eta: float, t_end: float, name: str = "step_sizes") -> int:
+    """t_end / η as a whole number of GD steps, or a ValueError naming ``name``."""
     n = int(round(t_end / eta))
     if n < 1 or abs(n * eta - t_end) > 1e-9 * t_end:
-        raise ValueError(f"step_sizes must divide t_end = {t_end:g} into whole steps, got {eta:g} "
+        raise ValueError(f"{name} must divide t_end = {t_end:g} into whole steps, got {eta:g} "
                          f"({t_end / eta:.6g} steps)")
     return n
 
@@ -237,7 +238,7 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     atol = 1e-2 * rtol if reference_atol is None else positive(reference_atol, "reference_atol")
     x0 = problem.check_state(x0)
 
-    gd_runs = [gradient_descent(problem, x0, eta, _number_of_steps(eta, t_end), variant=variant) for eta in etas]
+    gd_runs = [gradient_descent(problem, x0, eta, number_of_steps(eta, t_end), variant=variant) for eta in etas]
 
     def solve(flow, grid, looser=1.0):
         return integrate(flow, x0, t_end, method=method, rtol=rtol * looser, atol=atol * looser,

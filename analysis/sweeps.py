@@ -85,10 +85,10 @@ from flows._checks import positive, positive_int
 from flows._io import atomic_path
 from flows.descent import VARIANTS
 from flows.integrate import METHODS
-from flows.trajectory import package_version
+from flows.trajectory import code_version, package_version
 
 from ._config import read_toml
-from .discretization import error_vs_step
+from .discretization import error_vs_step, number_of_steps
 
 SPAWN = "spawn"
 SEED_FIELDS = ("problem_seed", "init_seed", "perturbation_seed")
@@ -325,7 +325,7 @@ def _perturbation(problem, config):
 def _evolve(config: dict, problem, x0, reductions):
     c = config
     if c["dynamics"] == "gd":
-        n_steps = max(1, round(c["t_end"] / c["step_size"]))
+        n_steps = number_of_steps(c["step_size"], c["t_end"], "step_size")
         monitors = {k: v for r in reductions for k, v in r.monitors(problem, c).items()}
         perturbation = _perturbation(problem, c) if c["rho"] or c["xi0"] else None
         return gradient_descent(problem, x0, c["step_size"], n_steps, variant=c["variant"],
@@ -414,10 +414,14 @@ def _check_run(config: dict, where: str) -> None:
         raise ValueError(f"{where}: rho and xi0 perturb dynamics 'pgf' or 'gd', not 'gf'")
     if c["dynamics"] == "gd" and (c["rho"] or c["xi0"]) and c["variant"] != "simultaneous":
         raise ValueError(f"{where}: perturbed GD (rho or xi0 > 0) needs variant = 'simultaneous'")
-    if "order" in c["reductions"]:
-        for eta in c["order_step_sizes"]:
-            if abs(c["t_end"] / eta - round(c["t_end"] / eta)) > 1e-9 * c["t_end"] / eta:
-                raise ValueError(f"{where}: order_step_sizes must divide t_end = {c['t_end']:g}; {eta:g} does not")
+    try:
+        if c["dynamics"] == "gd":
+            number_of_steps(c["step_size"], c["t_end"], "step_size")
+        if "order" in c["reductions"]:
+            for eta in c["order_step_sizes"]:
+                number_of_steps(eta, c["t_end"], "order_step_sizes")
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -432,8 +436,9 @@ class PlannedRun:
 
 
 def run_id(config: dict) -> str:
-    """The hash naming a run's file: its resolved configuration and the package version."""
-    text = json.dumps({"config": config, "version": package_version()}, sort_keys=True, separators=(",", ":"))
+    """The hash naming a run's file: its resolved configuration and the code version (the package
+    version and a hash of the library's sources, :func:`flows.trajectory.code_version`)."""
+    text = json.dumps({"config": config, "version": code_version()}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

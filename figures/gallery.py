@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flows._io import atomic_path, save_figure
-from flows.trajectory import package_version
+from flows.trajectory import code_version
 
 from . import style
 
@@ -68,9 +68,9 @@ def config_of(script, quick: bool = False) -> dict:
 
 
 def cache_key(script, config: dict) -> str:
-    """SHA-256 (hex, 16 digits) of the config, the package version and the script's source."""
+    """SHA-256 (hex, 16 digits) of the config, the library's code version and the script's source."""
     source = inspect.getsource(script)
-    blob = json.dumps({"figure": script.NAME, "config": config, "version": package_version(),
+    blob = json.dumps({"figure": script.NAME, "config": config, "version": code_version(),
                        "source": hashlib.sha256(source.encode()).hexdigest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -46,12 +46,52 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def seed_rng(seed, name: str = "seed") -> np.random.Generator:
-    """``numpy.random.default_rng(seed)``; ``seed`` may be an int, a SeedSequence or a Generator."""
+# Streams of one seed for different purposes. A target and an initial state drawn with the same int
+# seed must be independent: with plain default_rng(seed) both draw the same Gaussians, and U₀ then
+# lies exactly in col(Φ). Far from the small indices used for perturbation pieces and mini-batches.
+TARGET_STREAM, INIT_STREAM = 1_000_001, 1_000_002
+
+
+def seed_rng(seed, name: str = "seed", stream: int | None = None) -> np.random.Generator:
+    """A generator from ``seed`` (an int, a SeedSequence or a Generator, used as given).
+
+    With ``stream``, an int or SeedSequence seed gives its child ``stream`` (:func:`child_rng`), so
+    different purposes drawing with the same seed get independent numbers.
+    """
     if seed is None:
         raise ValueError(f"{name} is required (an int): pgflow never draws from an unseeded generator")
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
         raise TypeError(f"{name} must be an int or numpy.random.SeedSequence, got {type(seed).__name__}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(seed) if stream is None else child_rng(seed, stream, name)
+
+
+def seed_sequence(seed, name: str = "seed") -> np.random.SeedSequence:
+    """``seed`` as a SeedSequence (a non-negative int or a SeedSequence; not a Generator, whose draws
+    cannot be addressed by index)."""
+    if seed is None:
+        raise ValueError(f"{name} is required (an int): pgflow never draws from an unseeded generator")
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"{name} must be a non-negative int or numpy.random.SeedSequence (draws are indexed, "
+                        f"so a Generator cannot be used), got {seed!r}")
+    return np.random.SeedSequence(int(seed))
+
+
+def child_rng(seed, index: int, name: str = "seed") -> np.random.Generator:
+    """The generator of child ``index`` of ``seed``: ``SeedSequence(seed).spawn(n)[index]`` for any
+    n > index, without spawning the others and without changing ``seed`` (``spawn`` would)."""
+    ss = seed_sequence(seed, name)
+    child = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key + (int(index),), pool_size=ss.pool_size)
+    return np.random.default_rng(child)
+
+
+def seed_record(seed):
+    """A JSON-friendly record of a seed, for provenance."""
+    if seed is None or isinstance(seed, (bool, numbers.Integral)):
+        return None if seed is None else int(seed)
+    if isinstance(seed, np.random.SeedSequence):
+        return {"entropy": str(seed.entropy), "spawn_key": list(seed.spawn_key)}
+    return repr(seed)

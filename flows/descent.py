@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from . import monitors as _monitors
-from ._checks import positive, positive_int
+from ._checks import positive, positive_int, seed_record
 from .perturbations import PerturbedGradientFlow, batch_indices, indexed_rng
 from .trajectory import PiecewiseLinear, Trajectory, package_version
 
@@ -168,7 +168,7 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
         return 1
 
     meta = {"method": "minibatch_gradient_descent", "batch_size": batch_size,
-            "seed": int(seed) if not isinstance(seed, np.random.SeedSequence) else repr(seed)}
+            "seed": seed_record(seed)}
     return _descend(problem, x0, eta, n_steps, step, record_every=record_every, monitors=monitors,
                     extra_monitors={}, max_loss=max_loss, meta=meta, provenance=provenance)
 

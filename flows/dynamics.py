@@ -113,7 +113,7 @@ class ScaledGradientFlow:
         WU, WV = p.unpack(w)
         SU, SV = p.unpack(scaled_gradient(p, x, p.grad(x)))
         # both terms end in the same right factor P: precondition their sum once
-        inner = p.pack(SU @ (WV.T @ V + V.T @ WV), SV @ (WU.T @ U + U.T @ WU)) - p.hvp(x, w)
+        inner = p.join(SU @ (WV.T @ V + V.T @ WV), SV @ (WU.T @ U + U.T @ WU)) - p.hvp(x, w)
         return scaled_gradient(p, x, inner)
 
     def jac(self, t, x):

@@ -75,7 +75,7 @@ def initial_amplitudes(problem, x0) -> np.ndarray:
     return 0.25 * np.sum((t.Phi[:, :q].T @ U0 + t.Psi[:, :q].T @ V0) ** 2, axis=1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EmergenceReport:
     """Measured and predicted emergence times, one entry per singular value.
 

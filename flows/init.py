@@ -1,13 +1,15 @@
 """Initial states, all returned as flat float64 vectors of length ``problem.dim``.
 
-Every random initializer draws from ``numpy.random.default_rng(seed)`` and nothing else.
+Every random initializer draws from its own stream of ``seed`` (a child of
+``numpy.random.SeedSequence(seed)``) and nothing else, so an init and a target drawn with the same
+seed are independent.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, positive, seed_rng
+from ._checks import INIT_STREAM, as_float_array, positive, seed_rng
 from .problems import SymmetricFactorization
 from .targets import _haar_columns
 
@@ -27,7 +29,7 @@ def gaussian(problem, scale: float, seed=0) -> np.ndarray:
     x0 : ndarray, shape (dim,)
     """
     scale = positive(scale, "scale")
-    return scale * seed_rng(seed).standard_normal(problem.dim)
+    return scale * seed_rng(seed, stream=INIT_STREAM).standard_normal(problem.dim)
 
 
 def lambda_balanced(problem, scale: float, lam: float, seed=0) -> np.ndarray:
@@ -58,7 +60,7 @@ def lambda_balanced(problem, scale: float, lam: float, seed=0) -> np.ndarray:
     (_, (m, k)), (_, (n, _)) = problem.layout
     if m < k:
         raise ValueError(f"lambda_balanced needs m >= width (U₀ has orthonormal-times-square form), got m={m}, width={k}")
-    rng = seed_rng(seed)
+    rng = seed_rng(seed, stream=INIT_STREAM)
     V0 = scale * rng.standard_normal((n, k))
     w, Q_V = np.linalg.eigh(V0.T @ V0)
     w = np.maximum(w, 0.0)  # V₀ᵀV₀ is positive semi-definite; negative eigenvalues are rounding

@@ -284,7 +284,10 @@ def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-
     meta = {**problem.describe(), **flow.describe(), "method": method, "rtol": rtol, "atol": atol,
             "t_start": t0, "t_end": t_end,
             "jacobian": "analytic" if use_jac else ("finite differences" if method in IMPLICIT else "not used"),
-            "blas_threads": blas_threads, "version": package_version(), **(provenance or {})}
+            "blas_threads": blas_threads, "t_eval_points": None if grid is None else len(grid),
+            **({"max_step": max_step} if np.isfinite(max_step) else {}),
+            **({"first_step": kwargs["first_step"]} if "first_step" in kwargs else {}),
+            "version": package_version(), **(provenance or {})}
     if requested == "auto":
         meta.update(method_requested="auto", method_reason=reason)
     if batch:
@@ -385,11 +388,11 @@ def _member_error_norms(solver, scale, batch: int) -> np.ndarray:
     s = scale.reshape(batch, -1)
     h = abs(solver.h_previous)
     if isinstance(solver, DOP853):
-        e5 = np.sum((np.einsum("sbd,s->bd", K, solver.E5) / s) ** 2, axis=1)
-        e3 = np.sum((np.einsum("sbd,s->bd", K, solver.E3) / s) ** 2, axis=1)
+        e5 = np.sum((np.tensordot(solver.E5, K, axes=1) / s) ** 2, axis=1)
+        e3 = np.sum((np.tensordot(solver.E3, K, axes=1) / s) ** 2, axis=1)
         denom = e5 + 0.01 * e3
         return np.divide(h * e5, np.sqrt(denom * s.shape[1]), out=np.zeros(batch), where=denom > 0)
-    return np.sqrt(np.mean((h * np.einsum("sbd,s->bd", K, solver.E) / s) ** 2, axis=1))
+    return np.sqrt(np.mean((h * np.tensordot(solver.E, K, axes=1) / s) ** 2, axis=1))
 
 
 class _Dense:

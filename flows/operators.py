@@ -37,10 +37,6 @@ from .targets import as_target
 _GRAM_MAX_ENTRIES = 4_000_000
 
 
-def _T(A):
-    return np.swapaxes(A, -1, -2)
-
-
 class MeasurementOperator:
     """What every operator shares: shape checks, measurements with noise, mini-batches."""
 
@@ -174,11 +170,11 @@ class DenseOperator(MeasurementOperator):
 
     def apply_factored(self, U, V) -> np.ndarray:
         """𝒜(UVᵀ): forming UVᵀ (O(mnk)) is cheaper than any route through the dense Aᵢ."""
-        return self.apply(U @ _T(V))
+        return self.apply(U @ V.mT)
 
     def adjoint_products(self, y, U, V):
         M = self.adjoint(y)
-        return M @ V, _T(M) @ U
+        return M @ V, M.mT @ U
 
     def normal(self, X) -> np.ndarray:
         if self.gram is None:

@@ -30,13 +30,12 @@ Perturbation protocol (every model below follows it; :class:`Perturbation` holds
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ._checks import as_float_array, positive, positive_int
+from ._checks import as_float_array, child_rng, positive, positive_int, seed_record, seed_sequence
 from .integrate import IntegrationError, _time_grid, integrate
 from .problems import distance_factors, lowrank_core
 from .trajectory import Trajectory
@@ -49,23 +48,9 @@ NORMS = ("fro", "op")
 # seeds with random access: the draw for piece j must not depend on which pieces were drawn before
 # --------------------------------------------------------------------------------------------------
 
-def _check_seed(seed, name: str = "seed"):
-    if seed is None:
-        raise ValueError(f"{name} is required (an int): pgflow never draws from an unseeded generator")
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise TypeError(f"{name} must be a non-negative int or numpy.random.SeedSequence (draws are indexed "
-                        f"by piece, so a Generator cannot be used), got {seed!r}")
-    return np.random.SeedSequence(int(seed))
-
-
 def indexed_rng(seed, index: int) -> np.random.Generator:
-    """The generator of child ``index`` of ``SeedSequence(seed)``: ``SeedSequence(seed).spawn(n)[index]``
-    for any n > index, without spawning the others."""
-    ss = _check_seed(seed)
-    child = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key + (int(index),), pool_size=ss.pool_size)
-    return np.random.default_rng(child)
+    """The generator of piece (or step) ``index``: :func:`flows._checks.child_rng`."""
+    return child_rng(seed, index)
 
 
 def batch_indices(seed, index: int, n_measurements: int, batch_size: int) -> np.ndarray:
@@ -127,6 +112,8 @@ class _OnGrid(Perturbation):
 
     def index(self, t) -> int:
         """The piece j holding time t."""
+        # GD asks at t = kη, which rounds to either side of a grid point jΔ = kη
+        t = t + 8 * np.finfo(float).eps * max(1.0, abs(t))
         return int(np.clip(np.searchsorted(self.grid, t, side="right") - 1, 0, self.grid.size - 1))
 
     def __call__(self, t, x):
@@ -277,7 +264,7 @@ class RandomPerturbation(_OnGrid):
         object.__setattr__(self, "rho", positive(self.rho, "rho", allow_zero=True))
         object.__setattr__(self, "xi0", positive(self.xi0, "xi0", allow_zero=True))
         object.__setattr__(self, "grid", _grid(self.grid))
-        _check_seed(self.seed)
+        seed_sequence(self.seed)
         _check_norm(self.norm)
         if self.form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
@@ -308,7 +295,7 @@ class RandomPerturbation(_OnGrid):
     def describe(self):
         return {"perturbation": "random", "rho": self.rho, "xi0": self.xi0, "norm": self.norm, "form": self.form,
                 "grid": [float(self.grid[0]), float(self.grid[-1]), int(self.grid.size)],
-                "seed": repr(self.seed) if isinstance(self.seed, np.random.SeedSequence) else int(self.seed)}
+                "seed": seed_record(self.seed)}
 
 
 def _sensing_error(operator, Xstar: np.ndarray, U, V, noise_term) -> np.ndarray:
@@ -403,7 +390,7 @@ class MinibatchSensingError(_OnGrid):
         if b > p:
             raise ValueError(f"batch_size must be <= the number of measurements {p}, got {b}")
         object.__setattr__(self, "grid", _grid(self.grid))
-        _check_seed(self.seed)
+        seed_sequence(self.seed)
         object.__setattr__(self, "_Xstar", self.problem.target.dense())
         object.__setattr__(self, "_last", [None, None, None])  # piece, operator, noise term
 
@@ -423,7 +410,7 @@ class MinibatchSensingError(_OnGrid):
     def describe(self):
         return {"perturbation": "minibatch_sensing_error", "norm": self.norm, "batch_size": self.batch_size,
                 "noise": self.noise, "grid": [float(self.grid[0]), float(self.grid[-1]), int(self.grid.size)],
-                "seed": repr(self.seed) if isinstance(self.seed, np.random.SeedSequence) else int(self.seed)}
+                "seed": seed_record(self.seed)}
 
 
 def measurement_noise(problem) -> FixedPerturbation:
@@ -530,10 +517,14 @@ class PerturbedGradientFlow:
         E = np.asarray(self.perturbation(t, x), dtype=float)
         if E.shape != self._shape:
             raise ValueError(f"the perturbation returned shape {E.shape}; the {self.form} form needs {self._shape}")
+        # a state that overflowed may give a non-finite E: that is for the solver or GD to report
+        if not np.all(np.isfinite(E)) and np.all(np.isfinite(x)):
+            raise ValueError(f"the perturbation {self.perturbation.describe()} returned non-finite values at "
+                             f"t = {t:g} from a finite state")
         if self.form == "additive":
             return E
         U, V = self.problem.factors(x)
-        return self.problem.pack(E @ V, E.T @ U)
+        return self.problem.join(E @ V, E.T @ U)
 
     def __call__(self, t, x):
         if np.ndim(x) == 2:
@@ -601,22 +592,17 @@ def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=
     breaks = np.asarray(flow.perturbation.breakpoints(t0, t1), dtype=float)
     edges = np.concatenate([[t0], breaks, [t1]])
     grid = _time_grid(t_eval, t0, t1)
-    first_step = kwargs.pop("first_step", None)
     parts, x = [], x0
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        sub_eval, first_bound = None, b
+        sub_eval = None
         if grid is not None:
             inside = grid[(grid > a) & (grid < b)] if i else grid[(grid >= a) & (grid < b)]
             sub_eval = np.append(inside, b)
-            first_bound = sub_eval[sub_eval > a][0]
-        # scipy rejects a first step beyond the first bound, and piece lengths such as
-        # (k + 1)η − kη round to either side of η
-        step0 = None if first_step is None else min(positive(first_step, "first_step"), first_bound - a)
         try:
-            part = integrate(flow.piece(a, x), x, b, t_start=a, t_eval=sub_eval, events=events,
-                             first_step=step0, **kwargs)
+            part = integrate(flow.piece(a, x), x, b, t_start=a, t_eval=sub_eval, events=events, **kwargs)
         except IntegrationError as exc:
-            raise IntegrationError(str(exc), exc.t_reached,
+            raise IntegrationError(f"{exc} (piece {i + 1} of {len(edges) - 1}, [{a:g}, {b:g}], of the run to "
+                                   f"t_end = {t1:g})", exc.t_reached,
                                    _join(parts + [exc.partial], grid, t0, t1, flow.describe())) from exc
         parts.append(part)
         x = part.final
@@ -625,7 +611,7 @@ def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=
     return _join(parts, grid, t0, t1, flow.describe())
 
 
-_SUMMED = ("nfev", "njev", "nlu", "steps", "wall_time", "monitor_time")
+_SUMMED = ("nfev", "njev", "nlu", "rhs_calls", "steps", "wall_time", "monitor_time")
 
 
 def _join(parts: list[Trajectory], grid, t0: float, t1: float, description: dict) -> Trajectory:
@@ -640,8 +626,11 @@ def _join(parts: list[Trajectory], grid, t0: float, t1: float, description: dict
     x = np.concatenate([p.x[k] for p, k in zip(parts, keep)])
     monitors = {name: np.concatenate([p.monitors[name][k] for p, k in zip(parts, keep)])
                 for name in parts[0].monitors}
+    methods = sorted({p.meta["method"] for p in parts})
     meta = {**parts[-1].meta, **description, "t_start": t0, "t_end": t1, "pieces": len(parts),
+            "method": methods[0] if len(methods) == 1 else "mixed: " + ", ".join(methods),
             **{key: sum(p.meta.get(key, 0) for p in parts) for key in _SUMMED},
+            **({"method_reason": [p.meta["method_reason"] for p in parts]} if "method_reason" in parts[-1].meta else {}),
             "events": {key: [s for p in parts for s in p.meta.get("events", {}).get(key, [])]
                        for key in parts[0].meta.get("events", {})}}
     dense = None

@@ -97,8 +97,8 @@ class FactoredProblem:
 
     def unpack(self, x):
         """Factors as reshaped views of ``x`` (shape (dim,) or (B, dim))."""
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
+        if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+            x = np.asarray(x, dtype=np.float64)
         if x.shape[-1] != self._dim:
             raise ValueError(f"x must have last dimension {self._dim} (the state size), got shape {x.shape}")
         lead = x.shape[:-1]
@@ -107,19 +107,29 @@ class FactoredProblem:
         return tuple(x[..., sl].reshape(lead + shape) for sl, shape in self._blocks)
 
     def pack(self, *factors) -> np.ndarray:
-        """Flat float64 state from the factors (in ``layout`` order); a batch if they are stacked."""
+        """Flat float64 state from the factors (in ``layout`` order); a batch if they are stacked.
+
+        Checks shapes and finiteness (this is how user input enters); the hot paths use :meth:`join`.
+        """
         if len(factors) != len(self.layout):
             names = ", ".join(name for name, _ in self.layout)
             raise TypeError(f"pack takes {len(self.layout)} factor(s) ({names}), got {len(factors)}")
-        parts = []
+        checked = []
         for F, (name, shape) in zip(factors, self.layout):
             F = as_float_array(F, name)
             if F.shape[-2:] != shape or F.ndim not in (2, 3):
                 raise ValueError(f"{name} must have shape {shape} (or (B, *{shape})), got {F.shape}")
-            parts.append(F.reshape(F.shape[:-2] + (-1,)))
-        if len({p.shape[:-1] for p in parts}) != 1:
+            checked.append(F)
+        if len({F.shape[:-2] for F in checked}) != 1:
             raise ValueError("all factors must share the same batch shape")
-        return np.concatenate(parts, axis=-1)
+        return self.join(*checked)
+
+    @staticmethod
+    def join(*factors) -> np.ndarray:
+        """Concatenate factor blocks into a flat state, unchecked: for results computed from a valid
+        state, where an overflow must surface as non-finite values (for the solver or the divergence
+        check to report), not as an input error."""
+        return np.concatenate([F.reshape(F.shape[:-2] + (-1,)) for F in factors], axis=-1)
 
     def check_state(self, x, name: str = "x0") -> np.ndarray:
         """A finite float64 copy of a state of shape (dim,) or (B, dim); else a clear error."""
@@ -127,6 +137,11 @@ class FactoredProblem:
         if x.ndim not in (1, 2) or x.shape[-1] != self.dim:
             raise ValueError(f"{name} must have shape ({self.dim},) or (B, {self.dim}), got {x.shape}")
         return x.copy()
+
+    def residual_norm(self, x) -> np.ndarray:
+        """‖UVᵀ − Σ‖_F (‖XXᵀ − M‖_F for a symmetric problem), accurate even near a minimum (see
+        :func:`lowrank_frobenius`)."""
+        return lowrank_frobenius(*distance_factors(*self.factors(x), self.target))
 
     def hvp_operator(self, x):
         """∇²f(x) as a ``scipy.sparse.linalg.LinearOperator`` (for Lanczos, CG)."""
@@ -183,10 +198,6 @@ class MatrixFactorization(FactoredProblem):
         return {"problem": type(self).__name__, "m": self.m, "n": self.n, "width": self.width,
                 "target": self.target.describe()}
 
-    def residual_norm(self, x) -> np.ndarray:
-        """‖UVᵀ − Σ‖_F, accurate even near a minimum (see :func:`lowrank_frobenius`)."""
-        return lowrank_frobenius(*distance_factors(*self.unpack(x), self.target))
-
     def loss(self, x):
         """f = ½‖UVᵀ − Σ‖²_F."""
         return 0.5 * self.residual_norm(x) ** 2
@@ -208,7 +219,7 @@ class MatrixFactorization(FactoredProblem):
         dU, dV = self.unpack(np.asarray(v, dtype=float))
         HU = dU @ (V.mT @ V) + U @ (dV.mT @ V) + U @ (V.mT @ dV) - self.target.times(dV)
         HV = dV @ (U.mT @ U) + V @ (dU.mT @ U) + V @ (U.mT @ dU) - self.target.transpose_times(dU)
-        return self.pack(HU, HV)
+        return self.join(HU, HV)
 
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f, shape (dim, dim), assembled from Kronecker blocks.
@@ -256,7 +267,7 @@ class SymmetricFactorization(FactoredProblem):
         if n is not None and n != m:
             raise ValueError(f"n must equal m for a symmetric problem, got m={m}, n={n}")
         t = LowRankTarget.random(m, m, rank, condition=condition, singular_values=singular_values, seed=seed)
-        return cls(LowRankTarget(t.Phi, t.sigma, t.Phi), width)
+        return cls(LowRankTarget(t.Phi, t.sigma, t.Phi, seed=seed), width)
 
     @property
     def m(self) -> int:
@@ -271,10 +282,6 @@ class SymmetricFactorization(FactoredProblem):
     def describe(self) -> dict:
         return {"problem": type(self).__name__, "m": self.m, "width": self.width,
                 "target": self.target.describe()}
-
-    def residual_norm(self, x) -> np.ndarray:
-        """‖XXᵀ − M‖_F, accurate near a minimum."""
-        return lowrank_frobenius(*distance_factors(*self.factors(x), self.target))
 
     def loss(self, x):
         """f = ¼‖XXᵀ − M‖²_F."""
@@ -294,7 +301,7 @@ class SymmetricFactorization(FactoredProblem):
         X = self.unpack(x)
         D = self.unpack(np.asarray(v, dtype=float))
         H = D @ (X.mT @ X) + X @ (D.mT @ X) + X @ (X.mT @ D) - self.target.times(D)
-        return self.pack(H)
+        return self.join(H)
 
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f: I ⊗ XᵀX + [X_ib X_ja] + (XXᵀ − M) ⊗ I."""

@@ -17,6 +17,7 @@ with a target and factors U, V; the dict-returning helpers bundle them for ``int
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import subspace_angles
 
 from .monitors import Monitor
 
@@ -61,13 +62,16 @@ def noise_V(problem) -> Monitor:
 def principal_angles(problem) -> Monitor:
     """Principal angles (radians, increasing) between col(U) and col(Φ): min(k, r) of them.
 
-    From the singular values of Φᵀ Q_U with Q_U an orthonormal basis of col(U); zero when col(U)
-    contains (or lies in) col(Φ).
+    By ``scipy.linalg.subspace_angles``, which takes an orthonormal basis of the numerical column
+    space of U (so a rank-deficient U is handled) and small angles from sines (accurate to rounding,
+    where arccos of cosines is not). If rank(U) < min(k, r) the missing angles are NaN.
     """
+    q = min(problem.width, problem.target.rank)
+
     def fn(t, x):
-        Q = np.linalg.qr(problem.factors(x)[0])[0]
-        cos = np.linalg.svd(problem.target.Phi.T @ Q, compute_uv=False)
-        return np.sort(np.arccos(np.clip(cos, -1.0, 1.0)))
+        U = problem.factors(x)[0]
+        angles = np.sort(subspace_angles(U, problem.target.Phi)) if np.any(U) else np.empty(0)
+        return np.pad(angles[:q], (0, q - min(q, angles.size)), constant_values=np.nan)
     return fn
 
 

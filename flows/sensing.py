@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, positive, positive_int, seed_rng
+from ._checks import as_float_array, child_rng, positive, positive_int, seed_record
 from .operators import DenseOperator, EntrySampling, RankOneOperator, is_operator
 from .problems import FactoredProblem, MatrixFactorization
 from .targets import LowRankTarget, as_target
-
-
-def _T(A):
-    return np.swapaxes(A, -1, -2)
 
 
 class MatrixSensing(FactoredProblem):
@@ -65,7 +61,7 @@ class MatrixSensing(FactoredProblem):
         self.layout = (("U", (m, width)), ("V", (n, width)))
         self.noise = positive(noise, "noise", allow_zero=True)
         if measurements is None:
-            noise_seed = None if seed is None else seed_rng(seed).spawn(2)[1]
+            noise_seed = None if seed is None else child_rng(seed, 1)
             y, xi = operator.measure(self.target, self.noise, noise_seed)
         else:
             if self.noise > 0:
@@ -100,7 +96,7 @@ class MatrixSensing(FactoredProblem):
             Dense operators only: see :class:`DenseOperator`.
         """
         target = as_target(target)
-        op_seed = seed_rng(seed).spawn(1)[0]
+        op_seed = child_rng(seed, 0)
         if rank_one:
             if gram != "auto":
                 raise ValueError("gram applies to dense measurements only (rank_one=False)")
@@ -122,7 +118,6 @@ class MatrixSensing(FactoredProblem):
 
     m = MatrixFactorization.m
     n = MatrixFactorization.n
-    residual_norm = MatrixFactorization.residual_norm
 
     @property
     def noise_vector(self) -> np.ndarray:
@@ -147,7 +142,7 @@ class MatrixSensing(FactoredProblem):
     def describe(self) -> dict:
         return {"problem": type(self).__name__, "m": self.m, "n": self.n, "width": self.width,
                 "target": self.target.describe(), "operator": self.operator.describe(),
-                "noise": self.noise, "seed": _seed_repr(self.seed)}
+                "noise": self.noise, "seed": seed_record(self.seed)}
 
     def minibatch(self, indices) -> "MatrixSensing":
         """The unbiased mini-batch problem on measurements ``indices``.
@@ -164,8 +159,8 @@ class MatrixSensing(FactoredProblem):
         left = U if left is None else left
         right = V if right is None else right
         if self._adjoint_measurements is not None:
-            R = self._adjoint_measurements - self.operator.normal(U @ _T(V))
-            return R @ right, _T(R) @ left
+            R = self._adjoint_measurements - self.operator.normal(U @ V.mT)
+            return R @ right, R.mT @ left
         return self.operator.adjoint_products(self.measurements - self.operator.apply_factored(U, V), left, right)
 
     def loss(self, x):
@@ -190,7 +185,7 @@ class MatrixSensing(FactoredProblem):
         AW = self.operator.apply_factored(np.concatenate([dU, U], -1), np.concatenate([V, dV], -1))
         SV, StU = self.operator.adjoint_products(AW, U, V)
         RdV, RtdU = self._residual_products(U, V, dU, dV)
-        return self.pack(SV - RdV, StU - RtdU)
+        return self.join(SV - RdV, StU - RtdU)
 
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f, shape (dim, dim): JᵀJ − [[0, R⊗I_k], [Rᵀ⊗I_k, 0]].
@@ -236,7 +231,7 @@ class MatrixCompletion(MatrixSensing):
         if np.ndim(observed) == 0:
             if seed is None:
                 raise ValueError("observing a random fraction of entries needs a seed (an int)")
-            op = EntrySampling.uniform(target.shape, observed, seed_rng(seed).spawn(1)[0])
+            op = EntrySampling.uniform(target.shape, observed, child_rng(seed, 0))
         else:
             mask = np.asarray(observed)
             if mask.shape != target.shape:
@@ -253,6 +248,3 @@ class MatrixCompletion(MatrixSensing):
         return cls(target, fraction, width, seed, noise=noise)
 
 
-def _seed_repr(seed):
-    """A JSON-friendly record of a seed."""
-    return int(seed) if isinstance(seed, (int, np.integer)) else None if seed is None else repr(seed)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, positive, positive_int, seed_rng
+from ._checks import TARGET_STREAM, as_float_array, positive, positive_int, seed_record, seed_rng
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +25,8 @@ class LowRankTarget:
         Singular values, σ₁ ≥ … ≥ σ_r > 0.
     Psi : ndarray, shape (n, r)
         Orthonormal right singular vectors.
+    seed : int or SeedSequence, optional
+        The seed that drew Φ and Ψ (recorded for provenance by :meth:`random`).
 
     Examples
     --------
@@ -36,6 +38,7 @@ class LowRankTarget:
     Phi: np.ndarray
     sigma: np.ndarray
     Psi: np.ndarray
+    seed: object = None
 
     def __post_init__(self):
         Phi = as_float_array(self.Phi, "Phi", ndim=2)
@@ -98,7 +101,10 @@ class LowRankTarget:
         return right @ (PhiT @ U)
 
     def describe(self) -> dict:
-        return {"shape": list(self.shape), "rank": self.rank, "singular_values": self.sigma.tolist()}
+        out = {"shape": list(self.shape), "rank": self.rank, "singular_values": self.sigma.tolist()}
+        if self.seed is not None:
+            out["seed"] = seed_record(self.seed)
+        return out
 
     @classmethod
     def random(cls, m: int, n: int, rank: int, *, condition: float = 1.0, singular_values=None,
@@ -113,8 +119,8 @@ class LowRankTarget:
             κ = σ₁/σ_r; singular values are evenly spaced in [1, κ] unless ``singular_values`` is given.
         singular_values : array_like, shape (rank,), optional
             Explicit σ (sorted decreasingly here).
-        seed : int
-            Seed for ``numpy.random.default_rng``.
+        seed : int or SeedSequence
+            Φ and Ψ come from its target stream (see :func:`flows._checks.seed_rng`).
         """
         m = positive_int(m, "m")
         n = positive_int(n, "n")
@@ -131,10 +137,10 @@ class LowRankTarget:
             if np.any(sigma <= 0):
                 raise ValueError(f"singular_values must be positive, got {sigma}")
             sigma = np.sort(sigma)[::-1]
-        rng = seed_rng(seed)
+        rng = seed_rng(seed, stream=TARGET_STREAM)
         Phi = _haar_columns(rng, m, rank)
         Psi = _haar_columns(rng, n, rank)
-        return cls(Phi, sigma, Psi)
+        return cls(Phi, sigma, Psi, seed=seed)
 
     @classmethod
     def from_matrix(cls, M, *, rtol: float | None = None) -> "LowRankTarget":

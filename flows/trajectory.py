@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import pathlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ._io import atomic_path
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version plus a hash of the ``flows`` and ``analysis`` sources.
+
+    Caches of computed results (figure data, sweep runs) are keyed by it, so that editing the library
+    without bumping the version never reuses a result the old code computed.
+    """
+    digest = hashlib.sha256()
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for package in ("flows", "analysis"):
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{package_version()}+{digest.hexdigest()[:12]}"
 
 
 def package_version() -> str:

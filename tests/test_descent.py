@@ -62,7 +62,7 @@ def test_recording_and_convergence(problem):
     gd = gradient_descent(problem, x0, step_size=eta, n_steps=1003, record_every=100)
     assert gd.t.tolist() == pytest.approx([eta * k for k in [*range(0, 1001, 100), 1003]])
     assert gd.U.shape == (12, 7, 3) and gd.monitors["singular_values"].shape == (12, 3)
-    assert np.all(np.diff(gd.monitors["loss"]) < 0) and gd.monitors["loss"][-1] < 1e-5
+    assert np.all(np.diff(gd.monitors["loss"]) < 0) and gd.monitors["loss"][-1] < 1e-4
     assert gd.meta["nfev"] == 1003 and gd.meta["step_size"] == eta
     full = gradient_descent(problem, x0, step_size=eta, n_steps=1003, monitors={})
     np.testing.assert_array_equal(full.x[[*range(0, 1001, 100), 1003]], gd.x)

@@ -99,7 +99,7 @@ def test_alternating_correction_is_the_second_order_term_of_the_step(mf):
         step = gradient_descent(p, x, eta, 1, variant="alternating").final
         second = (step - x + eta * g) / eta ** 2
         np.testing.assert_allclose(second[:14], 0, atol=1e-9)
-        np.testing.assert_allclose(second[14:], HVU_GU, rtol=2e-3 * eta / 1e-3)
+        np.testing.assert_allclose(second[14:], HVU_GU, rtol=5 * eta)  # the O(η) remainder
     expected = -g - 0.05 * p.hvp(x, g)
     expected[14:] += 0.1 * HVU_GU
     np.testing.assert_allclose(ModifiedFlow(p, 0.1, "alternating")(0.0, x), expected, rtol=1e-13)

@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows import MatrixFactorization, SymmetricFactorization, init
+from flows._checks import INIT_STREAM, seed_rng
 
 
 @given(st.integers(2, 8), st.integers(1, 8), st.integers(1, 4), st.floats(-0.5, 3.0), st.integers(0, 10**6))
@@ -12,7 +13,7 @@ def test_lambda_balanced_has_exact_imbalance(m, n, k, lam, seed):
     k = min(k, m)
     p = MatrixFactorization.random(m=m, n=n, rank=1, width=k, seed=seed)
     scale = 1.0
-    V0 = scale * np.random.default_rng(seed).standard_normal((n, k))
+    V0 = scale * seed_rng(seed, stream=INIT_STREAM).standard_normal((n, k))  # the draw lambda_balanced makes
     lam_min = max(np.linalg.eigvalsh(V0.T @ V0).min(), 0.0)
     if abs(lam + lam_min) < 1e-12:
         return  # on the boundary rounding decides
@@ -60,3 +61,12 @@ def test_bad_init_input_raises(call, match):
     p = MatrixFactorization.random(m=4, n=3, rank=2, width=2, seed=0)
     with pytest.raises((ValueError, TypeError), match=match):
         call(p)
+
+
+def test_a_target_and_an_init_drawn_with_the_same_seed_are_independent():
+    """With plain default_rng(seed) for both, U₀ would lie exactly in col(Φ)."""
+    p = MatrixFactorization.random(m=8, n=6, rank=2, width=2, seed=3)
+    U0, _ = p.unpack(init.gaussian(p, 1.0, seed=3))
+    outside = U0 - p.target.Phi @ (p.target.Phi.T @ U0)
+    assert np.linalg.norm(outside) > 0.5 * np.linalg.norm(U0)
+    assert p.describe()["target"]["seed"] == 3

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from flows import GradientFlow, MatrixFactorization, SymmetricFactorization, gradient_descent, init, integrate
+from flows import (DivergenceError, GradientFlow, MatrixFactorization, SymmetricFactorization, gradient_descent, init,
+                   integrate)
 from flows.descent import minibatch_gradient_descent
 from flows.perturbations import (DiscretizationError, FixedPerturbation, FunctionPerturbation,
                                  MinibatchSensingError, PerturbedGradientFlow, RandomPerturbation, SensingError,
@@ -319,3 +320,19 @@ def test_sensing_error_bound_with_a_given_delta(sens):
     assert np.isnan(SensingError(sens).bound(0.0, x))
     np.testing.assert_allclose(measurement_noise(sens)(0.0, x), sens.operator.adjoint(sens.noise_vector))
     json.dumps(PerturbedGradientFlow(base, E).describe())
+
+
+def test_a_diverging_perturbed_gd_run_reports_its_step():
+    """An overflow inside a perturbed step must surface as divergence, not as an input error."""
+    p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, seed=0)
+    x0 = init.gaussian(p, 1.0, seed=1)
+    pert = RandomPerturbation(p, 0.5, 0.01, np.arange(0.0, 3001.0), seed=3)
+    with pytest.raises(DivergenceError, match="diverged at step"):
+        gradient_descent(p, x0, 1.5, 2000, perturbation=pert)
+
+
+def test_a_non_finite_perturbation_is_named():
+    p = MatrixFactorization.random(m=4, n=3, rank=1, width=2, seed=0)
+    bad = FunctionPerturbation(lambda t, x: np.full((4, 3), np.nan))
+    with pytest.raises(ValueError, match="returned non-finite values at t = 0"):
+        PerturbedGradientFlow(p, bad)(0.0, init.gaussian(p, 0.1, seed=1))

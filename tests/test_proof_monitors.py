@@ -162,3 +162,17 @@ def test_emergence_bad_input():
     bare = Trajectory(t=np.array([0.0]), x=x0[None], layout=p.layout)
     with pytest.raises(ValueError, match="emergence_events"):
         emergence_report(bare, p, x0)
+
+
+def test_principal_angles_are_accurate_near_zero_and_nan_for_missing_directions():
+    p = MatrixFactorization.random(m=7, n=6, rank=2, width=2, seed=0)
+    Phi = p.target.Phi
+    normal = np.linalg.qr(np.column_stack([Phi, np.random.default_rng(1).standard_normal(7)]))[0][:, 2]
+    for angle in (1e-10, 1e-7, 0.3):
+        U = np.column_stack([Phi[:, 0], np.cos(angle) * Phi[:, 1] + np.sin(angle) * normal])
+        got = pm.principal_angles(p)(0.0, p.pack(U, np.zeros((6, 2))))
+        np.testing.assert_allclose(got, [0.0, angle], rtol=1e-6, atol=1e-15)
+    # a rank-one U orthogonal to col(Φ): one angle of π/2, the other undefined
+    U = np.column_stack([normal, np.zeros(7)])
+    got = pm.principal_angles(p)(0.0, p.pack(U, np.zeros((6, 2))))
+    assert got[0] == pytest.approx(np.pi / 2) and np.isnan(got[1])

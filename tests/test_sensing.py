@@ -150,7 +150,7 @@ def test_loss_invariant_and_zero_at_the_target(kind, rng):
     star = p.pack(*p.target_factors())
     assert p.residual_norm(star) < 1e-14
     noise = 0.5 * np.sum(p.noise_vector ** 2)
-    assert p.loss(star) == pytest.approx(noise, abs=1e-28)
+    assert p.loss(star) == pytest.approx(noise, rel=1e-12, abs=1e-28)
 
 
 def test_rank_one_operator_gives_the_gradient_of_its_dense_equivalent(rng):
@@ -299,3 +299,14 @@ def test_bad_problem_input(call, message):
 def test_bad_operator_input(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_a_seed_sequence_gives_the_same_problem_twice_and_is_not_consumed():
+    t = LowRankTarget.random(6, 5, 2, seed=0)
+    ss = np.random.SeedSequence(42)
+    a = MatrixSensing.gaussian(t, 20, 2, ss, noise=0.1)
+    b = MatrixSensing.gaussian(t, 20, 2, ss, noise=0.1)
+    np.testing.assert_array_equal(a.measurements, b.measurements)
+    np.testing.assert_array_equal(MatrixCompletion(t, 0.5, 2, seed=ss).operator.rows,
+                                  MatrixCompletion(t, 0.5, 2, seed=ss).operator.rows)
+    assert ss.n_children_spawned == 0

@@ -70,7 +70,7 @@ def test_sharpness_along_gd_with_its_threshold():
     # by GD's O(η²) imbalance drift
     end = gd.final
     assert abs(trace.sharpness[-1] - minimum_sharpness(p, end)) <= 1e-8 * trace.sharpness[-1]
-    assert abs(trace.sharpness[-1] - 2 * p.target.sigma[0]) < 1e-4 and trace.sharpness.max() < trace.threshold
+    assert abs(trace.sharpness[-1] - 2 * p.target.sigma[0]) < 1e-3 and trace.sharpness.max() < trace.threshold
     assert sharpness_along(p, integrate(GradientFlow(p), gd.x[0], 1.0), every=5).step_size is None
 
 

@@ -138,7 +138,7 @@ def test_a_rerun_skips_finished_runs_and_a_changed_configuration_recomputes(tmp_
 
 def test_a_failing_run_is_recorded_with_its_error_and_the_sweep_goes_on(tmp_path):
     sweep = Sweep(base={**TINY, "dynamics": "gd", "scale": 0.1, "record_every": 10},
-                  grid={"step_size": [0.05, 3.0]}, reductions=("recovery_error", "time_to_eps", "nfev"))
+                  grid={"step_size": [0.05, 2.5]}, reductions=("recovery_error", "time_to_eps", "nfev"))
     table = run_sweep(sweep, tmp_path, executor="serial")
     ok, failed = table.rows
     assert ok["status"] == "ok" and ok["error"] == "" and ok["recovery_error"] < 1e-3
@@ -173,7 +173,7 @@ def test_order_reduction_fits_first_order_against_the_flow(tmp_path):
                   reductions=("order",))
     (row,) = run_sweep(sweep, tmp_path, executor="serial").rows
     assert 0.9 < row["order"] < 1.1 and row["order_stderr"] < 0.05
-    with pytest.raises(ValueError, match="order_step_sizes must divide t_end = 2; 0.03 does not"):
+    with pytest.raises(ValueError, match="order_step_sizes must divide t_end = 2 into whole steps, got 0.03"):
         Sweep(base={**TINY, "t_end": 2.0, "order_step_sizes": [0.04, 0.03]}, reductions=("order",))
 
 
@@ -364,3 +364,8 @@ def test_the_table_as_a_pandas_dataframe(small_table):
     frame = small_table.to_pandas()
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(small_table.columns) and len(frame) == 12
     np.testing.assert_array_equal(frame["recovery_error"].to_numpy(), small_table.column("recovery_error"))
+
+
+def test_a_gd_step_size_that_does_not_divide_t_end_is_refused_before_any_run():
+    with pytest.raises(ValueError, match=r"run 1 \(step_size = 0.3, replicate 0\): step_size must divide t_end = 1"):
+        Sweep(base={**TINY, "dynamics": "gd", "t_end": 1.0}, grid={"step_size": [0.25, 0.3]})
