@@ -1,9 +1,12 @@
 """BLAS thread control around solves.
 
-Measured on this project's 2-core machine (benchmarks/blas_threads.py, benchmarks/large.py): the products in a
-factorization right-hand side are tall and skinny (m×k times k×k), and OpenBLAS's second thread
-costs more in synchronisation than it gains; LU factorizations of the implicit solvers' small
-Jacobians lose 3–6×. One thread is the default; ``blas_threads=None`` leaves BLAS as it is.
+Measured on this project's 2-core machine (benchmarks/blas_threads.py, benchmarks/large.py): the
+products in a factorization right-hand side are tall and skinny (m×k times k×k) and the implicit
+solvers' Jacobians are small. On an idle machine one and two OpenBLAS threads are within ±8% of
+each other; when the other core is busy (a parallel sweep, CI, another job), the second thread
+stalls every small product and one thread was 4–10× faster on the stiff and the large cases. One
+thread is therefore the default, and parallelism comes from running batch members or sweep runs
+side by side; ``blas_threads=None`` leaves BLAS as it is.
 """
 
 from __future__ import annotations

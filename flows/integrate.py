@@ -223,8 +223,8 @@ def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-
     jacobian : bool
         Pass the analytic Jacobian to implicit methods (False: scipy's finite differences).
     blas_threads : int or None
-        BLAS threads during the solve (default 1: faster for these skinny products, see
-        :mod:`flows._blas`); None leaves BLAS alone.
+        BLAS threads during the solve (default 1: never slower here, much faster when the other
+        cores are busy; see :mod:`flows._blas`); None leaves BLAS alone.
     max_step, first_step : float
         Passed to the scipy solver.
     t_start : float

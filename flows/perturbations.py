@@ -37,7 +37,7 @@ import numpy as np
 
 from ._checks import as_float_array, child_rng, positive, positive_int, seed_record, seed_sequence
 from .integrate import IntegrationError, _time_grid, integrate
-from .problems import distance_factors, lowrank_core
+from .problems import couple_residual, distance_factors, lowrank_core
 from .trajectory import Trajectory
 
 FORMS = ("residual", "additive")
@@ -537,11 +537,7 @@ class PerturbedGradientFlow:
     def _jac(self, t, x):
         J = -self.problem.hessian(x)
         if self.form == "residual":
-            k = self.problem.width
-            mk = self.problem.layout[0][1][0] * k
-            C = np.kron(np.asarray(self.perturbation(t, x), dtype=float), np.eye(k))
-            J[:mk, mk:] += C
-            J[mk:, :mk] += C.T
+            couple_residual(J, np.asarray(self.perturbation(t, x), dtype=float), self.problem.width)
         return J
 
     def piece(self, t, x_start) -> "PerturbedGradientFlow":

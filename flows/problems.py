@@ -63,6 +63,19 @@ def distance_factors(U: np.ndarray, V: np.ndarray, target: LowRankTarget) -> tup
     return np.concatenate([U, -Phi_s], -1), np.concatenate([V, Psi], -1)
 
 
+def couple_residual(H: np.ndarray, M: np.ndarray, k: int) -> np.ndarray:
+    """Add M ⊗ I_k to the U–V blocks of a (dim, dim) matrix H and (M ⊗ I_k)ᵀ to the V–U blocks, in place.
+
+    The Hessian's residual term is −R ⊗ I_k (R = Σ − UVᵀ, or 𝒜*(y − 𝒜(UVᵀ)) for sensing); a
+    residual-form perturbation E adds E ⊗ I_k to the flow's Jacobian.
+    """
+    mk = M.shape[0] * k
+    C = np.kron(M, np.eye(k))
+    H[:mk, mk:] += C
+    H[mk:, :mk] += C.T
+    return H
+
+
 class FactoredProblem:
     """Packing of named factor blocks into one flat state; subclasses supply the calculus.
 
@@ -231,10 +244,9 @@ class MatrixFactorization(FactoredProblem):
             raise ValueError("hessian takes a single state of shape (dim,)")
         m, k = U.shape
         n = V.shape[0]
-        R = self.target.dense() - U @ V.T
-        H_UV = np.einsum("ib,ja->iajb", U, V).reshape(m * k, n * k) - np.kron(R, np.eye(k))
-        return np.block([[np.kron(np.eye(m), V.T @ V), H_UV],
-                         [H_UV.T, np.kron(np.eye(n), U.T @ U)]])
+        H_UV = np.einsum("ib,ja->iajb", U, V).reshape(m * k, n * k)
+        H = np.block([[np.kron(np.eye(m), V.T @ V), H_UV], [H_UV.T, np.kron(np.eye(n), U.T @ U)]])
+        return couple_residual(H, U @ V.T - self.target.dense(), k)
 
 
 class SymmetricFactorization(FactoredProblem):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._checks import as_float_array, child_rng, positive, positive_int, seed_record
 from .operators import DenseOperator, EntrySampling, RankOneOperator, is_operator
-from .problems import FactoredProblem, MatrixFactorization
+from .problems import FactoredProblem, MatrixFactorization, couple_residual
 from .targets import LowRankTarget, as_target
 
 
@@ -201,11 +201,7 @@ class MatrixSensing(FactoredProblem):
         dX = np.hstack([np.kron(np.eye(m), V), np.einsum("ib,jc->ijcb", U, np.eye(n)).reshape(m * n, n * k)])
         J = np.asarray(self.operator.as_matrix() @ dX)
         R = self.operator.adjoint(self.measurements - self.operator.apply_factored(U, V))
-        H = J.T @ J
-        coupling = np.kron(R, np.eye(k))
-        H[:m * k, m * k:] -= coupling
-        H[m * k:, :m * k] -= coupling.T
-        return H
+        return couple_residual(J.T @ J, -R, k)
 
 
 class MatrixCompletion(MatrixSensing):
