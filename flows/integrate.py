@@ -260,6 +260,8 @@ def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-
         raise ValueError(f"t_end must be finite and > t_start = {t0}, got {t_end}")
     rtol = positive(rtol, "rtol")
     atol = positive(atol, "atol")
+    if not max_step > 0:
+        raise ValueError(f"max_step must be positive (inf: no limit), got {max_step}")
     grid = _time_grid(t_eval, t0, t_end)
     evs = _events(events)
     batch = x0.shape[0] if x0.ndim == 2 else None

@@ -147,6 +147,7 @@ def test_symmetric_problem_integrates(small):
     (dict(method="Euler"), "method must be .auto. or one of"),
     (dict(rtol=0.0), "rtol must be positive"),
     (dict(atol=-1.0), "atol must be positive"),
+    (dict(max_step=0.0), "max_step must be positive"),
     (dict(t_end=0.0), "t_end must be finite and > t_start"),
     (dict(t_end=float("inf")), "t_end must be finite"),
     (dict(t_eval=[0.0, 2.0, 1.0]), "t_eval must be a non-empty, strictly increasing"),
