@@ -25,8 +25,8 @@ Seeds
     base or on an axis) is used as given instead.
 Storage
     Each finished run is written atomically to ``<out>/runs/<run_id>.json`` (its configuration
-    and its row), where ``run_id`` is a hash of the resolved configuration and the package
-    version: a re-run skips runs whose file exists, a killed sweep loses only the runs in flight
+    and its row), where ``run_id`` is a hash of the resolved configuration and the code
+    version (the package version and a hash of the library's sources): a re-run skips runs whose file exists, a killed sweep loses only the runs in flight
     (a kill in the middle of a write leaves at most a hidden ``.tmp-*`` file, never read), and a
     changed configuration never meets a stale result. The table (``<out>/table.csv``, and a
     pandas DataFrame when pandas is installed) is assembled from those files.

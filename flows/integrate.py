@@ -249,7 +249,7 @@ def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-
     >>> p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, seed=0)
     >>> run = integrate(GradientFlow(p), init.gaussian(p, 0.1, seed=1), 20.0, t_eval=[0, 10, 20])
     >>> run.x.shape, bool(run.monitors["loss"][-1] < 1e-8), run.meta["method"]
-    ((3, 20), True, 'DOP853')
+    ((3, 22), True, 'DOP853')
     """
     if method != "auto" and method not in METHODS:
         raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}")
