@@ -17,7 +17,9 @@ a claim file cannot run code) into sympy expressions of :mod:`analysis.symbolic`
 * Scalars: numbers, ``t``, ``eta`` (GD step / modified flow), ``sigma_1``, ``sigma_r``, ``kappa``,
   the sizes ``m``, ``n``, ``k``, ``r``, ``E_bound`` (the perturbation model's own ``bound(t, x)``),
   and the claim's parameters.
-* Operators: ``+ - * / **`` (``*`` and ``@`` are matrix products), ``X.T``.
+* Operators: ``+ - * / **`` (``*`` and ``@`` are matrix products), ``X.T``; an integer exponent is
+  at most 64 in absolute value, and every constant sub-expression must be a finite real number
+  (``1/0``, ``log(0)``, ``sqrt(-1)``, ``1e400`` are errors).
 * Functions: ``norm`` (spectral), ``fro`` (Frobenius), ``trace``, ``lambda_min``, ``lambda_max``
   (of the symmetric part), ``sigma_min``, ``sigma_max``, ``sqrt``, ``abs``, ``exp``, ``log``, ``max``,
   ``min``; ``derivative(q)`` and ``initial(q)`` (q at the run's first saved state).
@@ -58,6 +60,8 @@ from sympy import MatrixExpr
 from . import symbolic as S
 
 _AST_OPS = {ast.LtE: "<=", ast.GtE: ">=", ast.Eq: "=="}
+MAX_EXPONENT = 64
+"""Largest |n| of an integer exponent x**n in a claim (scalar or matrix power)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,11 +224,28 @@ class _Interpreter:
 
     def eval(self, node):
         try:
-            return self._eval(node)
+            value = self._eval(node)
         except ClaimError:
             raise
         except (S.ShapeError, S.NotPolynomial, TypeError, ValueError, KeyError) as exc:
             self.fail(node, str(exc).strip("'\""))
+        if not isinstance(value, MatrixExpr) and value.is_number:
+            self.check_number(node, value)
+        return value
+
+    def check_number(self, node, value) -> None:
+        """Refuse a constant that is not a finite real float (1/0, log(0), sqrt(-1), 1e400, 10**400).
+
+        The numeric code evaluates in float64, where such a constant has no value; caught here, the
+        error points at the sub-expression instead of failing later inside :func:`check`.
+        """
+        try:
+            ok = value.is_real is not False and math.isfinite(float(value))
+        except (TypeError, OverflowError):  # complex, zoo, or too large for a float
+            ok = False
+        if not ok:
+            self.fail(node, f"'{self.src(node)}' is {value if len(str(value)) < 40 else 'huge'}, not a finite "
+                            f"real number")
 
     def _eval(self, node):
         if isinstance(node, ast.Constant):
@@ -281,6 +302,8 @@ class _Interpreter:
         if isinstance(op, ast.Pow):
             if mb:
                 self.fail(node, f"the exponent {lb} must be a scalar")
+            if b.is_Integer and abs(b) > MAX_EXPONENT:  # sympy expands integer powers exactly: 9**9**9 never ends
+                self.fail(node.right, f"the exponent {self.src(node.right)} exceeds {MAX_EXPONENT} in absolute value")
             if ma:
                 if not (b.is_Integer and b >= 1):
                     self.fail(node, f"a matrix power needs a positive integer exponent, got {self.src(node.right)}")
@@ -368,7 +391,7 @@ class Claim:
         ``LessThan`` / ``GreaterThan`` / ``Equality`` built from :mod:`analysis.symbolic` and
         :func:`derivative`.
     name : str
-    tol : str
+    tol : str or float
         Allowed absolute slack, an expression of the state (default "0").
     rtol : float
         Allowed relative slack: the claim holds where it holds with tol + rtol·(|lhs| + |rhs|), for
@@ -412,6 +435,15 @@ class Claim:
         label = self.name or (self.statement if isinstance(self.statement, str) else "")
         if isinstance(self.rtol, bool) or not isinstance(self.rtol, numbers.Real) or not 0 <= self.rtol < 1:
             raise ClaimError(f"rtol must be a number in [0, 1), got {self.rtol!r}", name=label)
+        if not isinstance(self.expect, bool):  # a truthy string such as "false" must not read as True
+            raise ClaimError(f"expect must be true or false, got {self.expect!r}", name=label)
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (str, numbers.Real)):
+            raise ClaimError(f"tol must be an expression string or a number, got {self.tol!r}", name=label)
+        if not isinstance(self.quantities, Mapping):
+            raise ClaimError(f"quantities must map names to expression strings, got {self.quantities!r}", name=label)
+        for key, text in self.quantities.items():
+            if not isinstance(text, str):
+                raise ClaimError(f"quantity {key!r} must be an expression string, got {text!r}", name=label)
         params = dict(self.params)
         for key, value in params.items():
             if not (isinstance(key, str) and key.isidentifier()):
@@ -641,20 +673,40 @@ class Run:
 # Resolving derivative() per dynamics
 # ---------------------------------------------------------------------------------------------
 
+def _initial_leaves(expr, names: dict) -> dict:
+    """Each initial(q) in ``expr`` -> a constant leaf standing for it.
+
+    ``names`` maps initial(q) nodes to leaf names and is filled in, so one cache of names keeps a
+    node's leaf the same across the sides of a claim.
+    """
+    leaves = {}
+    for node in {n for n in sp.preorder_traversal(expr) if isinstance(n, (Initial, MatrixInitial))}:
+        name = names.setdefault(node, f"initial__{len(names)}")
+        inner = node.args[0]
+        leaves[node] = sp.MatrixSymbol(name, *inner.shape) if isinstance(inner, MatrixExpr) else sp.Symbol(name)
+    return leaves
+
+
 def rate(q, dynamics: str):
     """The expression derivative(q) stands for on a run of ``dynamics``.
 
     Flows: :func:`analysis.symbolic.time_derivative`. GD: the one-step difference quotient
     (q(x₊) − q(x))/η, from :func:`analysis.symbolic.gd_step` when q is polynomial, else by
-    evaluating q at x₊ = (U − ηG_U, V − ηG_V).
+    evaluating q at x₊ = (U − ηG_U, V − ηG_V). ``initial(...)`` inside q is a constant.
     """
+    # initial(q) is a number fixed by the first state; differentiating or shifting the U, V inside it
+    # would treat it as a function of the current state, so it becomes an opaque leaf meanwhile.
+    frozen = _initial_leaves(q, {})
+    q = q.xreplace(frozen)
     if dynamics != "gd":
-        return S.time_derivative(q, dynamics)
-    try:
-        return S.gd_step(q) / S.eta
-    except S.NotPolynomial:
-        G_U, G_V = S.QUANTITIES["G_U"].expr, S.QUANTITIES["G_V"].expr
-        return (q.xreplace({S.U: S.U - S.eta * G_U, S.V: S.V - S.eta * G_V, S.t: S.t + S.eta}) - q) / S.eta
+        out = S.time_derivative(q, dynamics)
+    else:
+        try:
+            out = S.gd_step(q) / S.eta
+        except S.NotPolynomial:
+            G_U, G_V = S.QUANTITIES["G_U"].expr, S.QUANTITIES["G_V"].expr
+            out = (q.xreplace({S.U: S.U - S.eta * G_U, S.V: S.V - S.eta * G_V, S.t: S.t + S.eta}) - q) / S.eta
+    return out.xreplace({leaf: node for node, leaf in frozen.items()})
 
 
 def _resolve(e, dynamics: str):
@@ -670,14 +722,9 @@ def _evaluate(expr, run: Run, params: Mapping, cache: dict) -> np.ndarray:
 
     ``initial(q)`` becomes a constant leaf holding q at the first saved state.
     """
-    constants = {}
-    for node in {n for n in sp.preorder_traversal(expr) if isinstance(n, (Initial, MatrixInitial))}:
-        names = cache.setdefault("initial names", {})
-        name = names.setdefault(node, f"initial__{len(names)}")
-        inner = node.args[0]
-        leaf = sp.MatrixSymbol(name, *inner.shape) if isinstance(inner, MatrixExpr) else sp.Symbol(name)
-        constants[name] = _evaluate(inner, run, params, cache)[0]
-        expr = expr.xreplace({node: leaf})
+    leaves = _initial_leaves(expr, cache.setdefault("initial names", {}))
+    constants = {leaf.name: _evaluate(node.args[0], run, params, cache)[0] for node, leaf in leaves.items()}
+    expr = expr.xreplace(leaves)
     fn = S.compile_expr(expr)
     needed = frozenset(fn.leaves) - set(constants) - {d.name for d in S.DIMS}
     key = ("values", run, needed)
@@ -781,14 +828,15 @@ class Report:
         fig = Figure(figsize=(8, 6), layout="constrained")
         top, bottom = fig.subplots(2, 1, sharex=True)
         colours = {d: f"C{i}" for i, d in enumerate(S.DYNAMICS)}
+        # the tolerance moves the bound the way the claim allows: up for <=, down for >=
+        sign, bound_label = {"<=": (1.0, "rhs + tol"), ">=": (-1.0, "rhs − tol"), "==": (0.0, "rhs")}[self.claim.op]
         seen = set()
         for s in self.series[:max_runs]:
             c = colours[s.dynamics]
             first = s.dynamics not in seen
             seen.add(s.dynamics)
             top.plot(s.t, s.lhs, "-", color=c, lw=1, alpha=0.8, label=f"lhs ({s.dynamics})" if first else None)
-            top.plot(s.t, s.rhs + (s.tol if self.claim.op != "==" else 0), "--", color=c, lw=1, alpha=0.8,
-                     label="rhs + tol" if first else None)
+            top.plot(s.t, s.rhs + sign * s.tol, "--", color=c, lw=1, alpha=0.8, label=bound_label if first else None)
             bottom.plot(s.t, s.slack, color=c, lw=1, alpha=0.8)
         if self.first_violation is not None:
             v = self.first_violation
@@ -906,7 +954,8 @@ def check_all(claims, runs, *, params: Mapping | None = None) -> list[Report]:
     claims : sequence of Claim
     runs : sequence of Run
     params : mapping, optional
-        Values for parameters, applied to every claim that declares them.
+        Shared values for parameters (a claim file's ``[params]``): they fill in the parameters a
+        claim declares without a value; a value the claim sets itself wins.
     """
     runs = _as_runs(runs)
     reports = []
@@ -914,8 +963,8 @@ def check_all(claims, runs, *, params: Mapping | None = None) -> list[Report]:
         mine = [r for r in runs if claim.dynamics is None or r.dynamics in claim.dynamics]
         if not mine:
             raise ValueError(f"no run has the dynamics {claim.dynamics} that claim {claim.label!r} is stated for")
-        own = {k: v for k, v in (params or {}).items() if k in claim.params}
-        reports.append(check(claim, mine, params=own))
+        unset = {k: v for k, v in (params or {}).items() if k in claim.params and claim.params[k] is None}
+        reports.append(check(claim, mine, params=unset))
     return reports
 
 

@@ -11,7 +11,7 @@ TOML::
     rho = 0.1
     xi0 = 0.01
 
-    [params]                        # parameter values for every claim that declares them
+    [params]                        # values for the parameters a claim declares but leaves unset
     eps = 0.01
 
     [[claim]]

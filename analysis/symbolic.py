@@ -449,7 +449,9 @@ def directional(expr, direction: dict):
             if ex.has(*leaves):
                 raise TypeError(f"cannot differentiate {e}: its exponent depends on the state")
             out = _mul([ex, base ** (ex - 1), D(base)])
-        elif isinstance(e, sp.Function) and len(e.args) == 1:  # exp, log, Abs, ...
+        elif isinstance(e, sp.Abs):  # d|x| = sign(x) dx for real x; sympy's own rule assumes complex x
+            out = _mul([sp.sign(e.args[0]), D(e.args[0])])
+        elif isinstance(e, sp.Function) and len(e.args) == 1:  # exp, log, ...
             x = sp.Dummy("x")
             out = _mul([e.func(x).diff(x).subs(x, e.args[0]), D(e.args[0])])
         else:
@@ -732,12 +734,12 @@ def time_derivative(q, dynamics: str = "gf"):
     return _time_derivative(q, dynamics)
 
 
-def _by_power_of_eta(pieces):
-    """Group [(c, factors)] into {j: Σ c_j·factors} by the power j of eta in each scalar term of c."""
+def _by_power(pieces, h):
+    """Group [(c, factors)] into {j: Σ c_j·factors} by the power j of ``h`` in each scalar term of c."""
     groups: dict = {}
     for c, fs in pieces:
         for term in sp.Add.make_args(sp.expand(c)):
-            rest, j = term.as_coeff_exponent(eta)
+            rest, j = term.as_coeff_exponent(h)
             groups.setdefault(int(j), []).append(rest * _mul(list(fs)) if fs else rest)
     return groups
 
@@ -745,15 +747,19 @@ def _by_power_of_eta(pieces):
 @functools.lru_cache(maxsize=None)
 def _gd_step(q):
     dU, dV = MatrixSymbol("dU", *U.shape), MatrixSymbol("dV", *V.shape)
-    shifted = q.xreplace({U: U + eta * dU, V: V + eta * dV, t: t + eta})
-    wrt = (dU, dV, eta)
+    # The step size is a fresh symbol h, set to eta only at the end: q may itself mention eta, and
+    # shifting by eta would mix the powers of the step with those of q (e.g. eta*loss would lose
+    # only its h⁰ part if the two were one symbol).
+    h = sp.Dummy("h")
+    shifted = q.xreplace({U: U + h * dU, V: V + h * dV, t: t + h})
+    wrt = (dU, dV, h)
     if isinstance(q, MatrixExpr):
-        groups = _by_power_of_eta(_monomials(shifted, wrt))
+        groups = _by_power(_monomials(shifted, wrt), h)
     else:
-        groups = _by_power_of_eta([(_expand_scalar(shifted, wrt), ())])
+        groups = _by_power([(_expand_scalar(shifted, wrt), ())], h)
     G_U, G_V = QUANTITIES["G_U"].expr, QUANTITIES["G_V"].expr
-    increment = _add([eta ** j * _add(terms, q) for j, terms in sorted(groups.items()) if j >= 1], q)
-    return increment.xreplace({dU: -G_U, dV: -G_V}).doit()
+    increment = _add([h ** j * _add(terms, q) for j, terms in sorted(groups.items()) if j >= 1], q)
+    return increment.xreplace({dU: -G_U, dV: -G_V, h: eta}).doit()
 
 
 def gd_step(q):
@@ -919,8 +925,8 @@ def verify(q, dynamics=DYNAMICS, *, m: int = 3, n: int = 2, k: int = 2, r: int =
 
     The entries of ``q`` become exact polynomials in the entries of U and V (:class:`Componentwise`)
     and are differentiated entry by entry. Checked: the gradients (scalar q) against
-    :func:`gradient`; ``Σ_ij ∂q/∂U_ij U̇_ij + ∂q/∂V_ij V̇_ij`` against :func:`time_derivative` for each
-    flow; ``q(U − ηG_U, V − ηG_V) − q`` against :func:`gd_step`.
+    :func:`gradient`; ``∂q/∂t + Σ_ij ∂q/∂U_ij U̇_ij + ∂q/∂V_ij V̇_ij`` against :func:`time_derivative`
+    for each flow; ``q(U − ηG_U, V − ηG_V, t + η) − q`` against :func:`gd_step`.
 
     Returns
     -------
@@ -953,12 +959,13 @@ def verify(q, dynamics=DYNAMICS, *, m: int = 3, n: int = 2, k: int = 2, r: int =
             out[f"grad_{X.name}"] = cw.same(want, cw(grads[X]))
     for d in dynamics:
         if d == "gd":
-            step = {U: Ue - cw(G[0]) * cw.values[eta], V: Ve - cw(G[1]) * cw.values[eta]}
+            step = {U: Ue - cw(G[0]) * cw.values[eta], V: Ve - cw(G[1]) * cw.values[eta],
+                    t: cw.values[t] + cw.values[eta]}  # one GD step of size η advances t by η
             shifted = cw.entries(cw(q, step))
             want = [a - b for a, b in zip(shifted, q_entries)]
         else:
             Ud, Vd = (cw.entries(cw(f)) for f in fields[d])
-            want = [sum((e.diff(u) * du for u, du in zip(Ue.ravel(), Ud)), cw.ring(0))
+            want = [sum((e.diff(u) * du for u, du in zip(Ue.ravel(), Ud)), e.diff(cw.values[t]))  # ∂q/∂t + chain rule
                     + sum((e.diff(v) * dv for v, dv in zip(Ve.ravel(), Vd)), cw.ring(0)) for e in q_entries]
         out[d] = cw.same(want, cw(derived[d]))
     return out
@@ -990,9 +997,9 @@ def _mpow(X, p):
 
 _RUNTIME = {"_tr": _tr, "_tr2": _tr2, "_fro2": _fro2, "_T": _T_np, "_mpow": _mpow,
             "_inv": np.linalg.inv, "_eye": lambda a: np.eye(int(a)), "_zeros": lambda a, b: np.zeros((int(a), int(b))),
-            "_sqrt": np.sqrt, "_abs": np.abs, "_exp": np.exp, "_log": np.log, "_col": _col,
+            "_sqrt": np.sqrt, "_abs": np.abs, "_sign": np.sign, "_exp": np.exp, "_log": np.log, "_col": _col,
             "_max": lambda *a: functools.reduce(np.maximum, a), "_min": lambda *a: functools.reduce(np.minimum, a)}
-_SCALAR_FUNCS = {sp.Abs: "_abs", sp.exp: "_exp", sp.log: "_log"}
+_SCALAR_FUNCS = {sp.Abs: "_abs", sp.sign: "_sign", sp.exp: "_exp", sp.log: "_log"}
 
 
 class _Codegen:

@@ -149,6 +149,18 @@ def test_gd_derivative_of_a_spectral_function_uses_the_next_iterate(problem, gd_
     assert np.allclose(report.series[0].lhs, (norms[1] - norms[0]) / run.step_size, rtol=1e-9)
 
 
+def test_gd_derivative_keeps_eta_in_the_quantity_as_a_coefficient(gd_runs):
+    assert B.check(B.Claim("derivative(eta * loss) == eta * derivative(loss)", rtol=1e-12), gd_runs).holds
+
+
+@pytest.mark.parametrize("statement", ["derivative(loss - initial(loss)) == derivative(loss)",
+                                       "derivative(fro(J) * initial(noise_U)) == initial(noise_U) * derivative(fro(J))",
+                                       "fro(derivative(U1 - initial(U1)) - derivative(U1)) == 0"])
+def test_initial_is_a_constant_under_derivative(ensemble, gd_runs, statement):
+    claim = B.Claim(statement, rtol=1e-12)
+    assert B.check(claim, [ensemble[0], ensemble[1], gd_runs[0]]).holds  # GF, residual PGF, GD (polynomial or not)
+
+
 def test_ye_du_stage_one_claims_on_gd(gd_runs):
     for name in ("ye_du_step_size", "ye_du_AAt_upper", "ye_du_J_nonincreasing", "ye_du_K_nonincreasing",
                  "loss_decreases"):
@@ -183,6 +195,19 @@ def test_sensing_gradient_flow_is_a_residual_pgf():
         assert B.check(claims.get(name), run).holds, name
 
 
+def test_imbalance_drift_catches_a_sloppy_integration(problem):
+    """imbalance_conserved is an identity (its derivative is 0 symbolically); imbalance_drift looks at the
+    states: a loose RK23 run moves UᵀU − VᵀV off its initial value, a tight run does not."""
+    flow = GradientFlow(problem)
+    x0 = init.gaussian(problem, 0.05, seed=_seeds(3)[0])
+    grid = np.linspace(0, T_END, N_SAVE)
+    sloppy, tight = (B.Run.of(integrate(flow, x0, T_END, t_eval=grid, method="RK23", rtol=tol, atol=tol), flow)
+                     for tol in (1e-3, 1e-11))
+    drift = claims.get("imbalance_drift")
+    assert not B.check(drift, sloppy).holds and B.check(drift, tight).holds
+    assert B.check(claims.get("imbalance_conserved"), sloppy).holds  # the identity cannot tell them apart
+
+
 # ---------------------------------------------------------------------------------------------
 # reports
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +219,15 @@ def test_report_plot_and_table(ensemble):
     text = B.table([report, B.check(claims.get("noise_U_rate"), ensemble[:4])])
     assert "first violation" in text.splitlines()[0] and "noise_U_rate" in text
     assert report.summary().startswith("derivative(noise_U) <= 0:")
+
+
+@pytest.mark.parametrize("statement, sign", [("loss <= 2 * loss", 1.0), ("2 * loss >= loss", -1.0),
+                                             ("loss == loss", 0.0)])
+def test_plot_moves_the_bound_by_the_tolerance_the_way_the_claim_allows(ensemble, statement, sign):
+    report = B.check(B.Claim(statement, tol="0.1 * loss"), ensemble[0])
+    s = report.series[0]
+    bound = report.plot().axes[0].lines[1]
+    assert np.allclose(bound.get_ydata(), s.rhs + sign * s.tol, rtol=1e-15, atol=0)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt")
@@ -230,6 +264,14 @@ def test_equality_and_ratio_conventions(ensemble):
     ("x[0] <= 1", "x[0]", "unsupported syntax"),
     ("__import__('os') <= 1", "__import__", "unknown function"),
     ("norm(U) <= c", "c", "declare constants in the claim's params"),
+    ("loss <= 1e400", "1e400", "not a finite real number"),
+    ("loss <= 2 * (1/0)", "1/0", "not a finite real number"),
+    ("loss <= log(0) + 1", "log(0)", "not a finite real number"),
+    ("loss <= sqrt(-1)", "sqrt(-1)", "not a finite real number"),
+    ("loss <= exp(1000)", "exp(1000)", "not a finite real number"),
+    ("loss <= 10**5000", "5000", "exceeds 64"),
+    ("loss <= 9**9**9", "9**9", "exceeds 64"),
+    ("fro(VtV**65) <= 1", "65", "exceeds 64"),
 ])
 def test_malformed_claims_point_at_the_offending_part(statement, offending, message):
     with pytest.raises(B.ClaimError) as info:
@@ -253,6 +295,29 @@ def test_claim_fields_are_validated():
         B.Claim("loss >= 0", tol="U")
     with pytest.raises(B.ClaimError, match="not parameters"):
         claims.get("ye_du_B_bound", d=3)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("expect", "false", "expect must be true or false"),
+    ("tol", ["1e-12"], "tol must be an expression string or a number"),
+    ("tol", True, "tol must be an expression string or a number"),
+    ("quantities", {"q": 1.0}, "quantity 'q' must be an expression string"),
+    ("quantities", ["q"], "quantities must map names"),
+])
+def test_claim_field_types_are_validated(field, value, message):
+    with pytest.raises(B.ClaimError, match=message):
+        B.Claim("loss >= 0", name="typed", **{field: value})
+
+
+def test_shared_params_fill_in_but_do_not_override_a_claims_own(gd_runs, tmp_path):
+    own = B.Claim("fro(B) <= 2 * c * r * eps", params={"c": 1e6, "eps": None}, name="own c")
+    report, = B.check_all([own], gd_runs, params={"c": 1e-9, "eps": 0.05})
+    assert report.holds  # with the shared c = 1e-9 it would fail
+    assert not B.check(own.with_params(c=1e-9, eps=0.05), gd_runs).holds
+    path = tmp_path / "claims.toml"
+    path.write_text('[params]\nc = 1e-9\neps = 0.05\n[[claim]]\nuse = "ye_du_B_bound"\nparams = {c = 1e6}\n')
+    chosen, _, params = check_cli.load(path)
+    assert B.check_all(chosen, gd_runs, params=params)[0].holds
 
 
 def test_claims_from_sympy_relations(ensemble):

@@ -216,6 +216,29 @@ def test_gd_step_matches_gradient_descent(name):
     assert np.max(np.abs((q[1:] - q[:-1]) - step)) <= 1e-12 * np.max(np.abs(q))
 
 
+def test_gd_step_of_a_quantity_that_mentions_eta_keeps_eta_as_a_coefficient():
+    # the step size must not be confused with the eta inside q: gd_step(η·f) = η·gd_step(f)
+    assert S.vanishes(S.gd_step(eta * Q["loss"]) - eta * S.gd_step("loss"))
+    assert S.verify(eta * Q["imbalance_sq"], ("gd",))["gd"]
+
+
+def test_verify_includes_explicit_time_dependence():
+    q = S.t * S.fro2(U)
+    assert S.verify(q, ("gf", "modified", "gd")) == {"grad_U": True, "grad_V": True, "gf": True, "modified": True,
+                                                     "gd": True}
+    assert S.vanishes(S.time_derivative(q, "gf") - (S.fro2(U) + S.t * S.time_derivative(S.fro2(U), "gf")))
+
+
+def test_derivative_of_an_absolute_value_is_sign_times_the_derivative():
+    p = MatrixFactorization.random(m=5, n=4, rank=2, width=2, seed=0)
+    xs = init.gaussian(p, 0.5, seed=1) * np.array([[1.0], [3.0]])
+    shifted = Q["loss"] - float(np.mean(S.evaluate("loss", p, xs)))  # positive on one state, negative on the other
+    rate = S.evaluate(S.time_derivative(sp.Abs(shifted), "gf"), p, xs)
+    want = np.sign(S.evaluate(shifted, p, xs)) * S.evaluate(S.time_derivative("loss", "gf"), p, xs)
+    assert set(np.sign(S.evaluate(shifted, p, xs))) == {-1.0, 1.0}
+    assert np.allclose(rate, want, rtol=1e-13, atol=0)
+
+
 def test_gd_step_is_a_polynomial_in_eta_without_the_zeroth_term():
     poly = sp.Poly(S.gd_step("imbalance_sq").as_expr(), eta)  # traces are generators
     assert poly.degree() == 4 and poly.coeff_monomial(1) == 0
