@@ -68,40 +68,38 @@ MAX_EXPONENT = 64
 # Markers: derivative(q) and initial(q), resolved per run
 # ---------------------------------------------------------------------------------------------
 
-class Rate(sp.Function):
-    """d/dt of a scalar expression, resolved per dynamics by :func:`rate`."""
+class _ScalarMarker(sp.Function):
+    """A marker around a scalar expression, resolved per run."""
     is_commutative = True
     is_real = True
     nargs = 1
 
 
-class MatrixRate(MatrixExpr):
+class _MatrixMarker(MatrixExpr):
+    """A marker around a matrix expression, resolved per run; it keeps the expression's shape."""
+
+    def __new__(cls, X):
+        return sp.Basic.__new__(cls, X)
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+
+class Rate(_ScalarMarker):
+    """d/dt of a scalar expression, resolved per dynamics by :func:`rate`."""
+
+
+class MatrixRate(_MatrixMarker):
     """d/dt of a matrix expression, resolved per dynamics by :func:`rate`."""
 
-    def __new__(cls, X):
-        return sp.Basic.__new__(cls, X)
 
-    @property
-    def shape(self):
-        return self.args[0].shape
-
-
-class Initial(sp.Function):
+class Initial(_ScalarMarker):
     """A scalar expression at the run's first saved state."""
-    is_commutative = True
-    is_real = True
-    nargs = 1
 
 
-class MatrixInitial(MatrixExpr):
+class MatrixInitial(_MatrixMarker):
     """A matrix expression at the run's first saved state."""
-
-    def __new__(cls, X):
-        return sp.Basic.__new__(cls, X)
-
-    @property
-    def shape(self):
-        return self.args[0].shape
 
 
 E_bound = sp.Symbol("E_bound", real=True)
@@ -109,21 +107,24 @@ sigma_1, sigma_r, kappa = sp.symbols("sigma_1 sigma_r kappa", positive=True)
 TIME_VARYING = (*S.PERTURBATIONS, E_bound)
 
 
+def _marked(q, scalar, matrix):
+    q = S._as_expr(q)
+    S.shape_of(q)  # a malformed q is reported here, where the claim names it
+    return matrix(q) if isinstance(q, MatrixExpr) else scalar(q)
+
+
 def derivative(q):
     """Marker for d/dt q (the one-step rate on GD), resolved when the claim is checked on a run."""
     q = S._as_expr(q)
-    S.shape_of(q)
     for p in TIME_VARYING:
         if q.has(p):
             raise S.ShapeError(f"derivative() of an expression containing {p}: pgflow does not model d{p}/dt")
-    return MatrixRate(q) if isinstance(q, MatrixExpr) else Rate(q)
+    return _marked(q, Rate, MatrixRate)
 
 
 def initial(q):
     """Marker for q at the run's first saved state."""
-    q = S._as_expr(q)
-    S.shape_of(q)
-    return MatrixInitial(q) if isinstance(q, MatrixExpr) else Initial(q)
+    return _marked(q, Initial, MatrixInitial)
 
 
 def _scalar_only(name, fn):
