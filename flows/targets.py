@@ -90,15 +90,15 @@ class LowRankTarget:
         """Σ as an (m, n) array (for references and small problems only)."""
         return (self.Phi * self.sigma) @ self.Psi.T
 
-    def times(self, V: np.ndarray) -> np.ndarray:
-        """Σ V = Φ (σ ⊙ Ψᵀ V) for V of shape (n, k) or (B, n, k)."""
+    def times(self, V: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Σ V = Φ (σ ⊙ Ψᵀ V) for V of shape (n, k) or (B, n, k), written into ``out`` if given."""
         left, PsiT, _, _ = self._factors
-        return left @ (PsiT @ V)
+        return np.matmul(left, PsiT @ V, out=out)
 
-    def transpose_times(self, U: np.ndarray) -> np.ndarray:
-        """Σᵀ U = Ψ (σ ⊙ Φᵀ U) for U of shape (m, k) or (B, m, k)."""
+    def transpose_times(self, U: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Σᵀ U = Ψ (σ ⊙ Φᵀ U) for U of shape (m, k) or (B, m, k), written into ``out`` if given."""
         _, _, right, PhiT = self._factors
-        return right @ (PhiT @ U)
+        return np.matmul(right, PhiT @ U, out=out)
 
     def describe(self) -> dict:
         out = {"shape": list(self.shape), "rank": self.rank, "singular_values": self.sigma.tolist()}

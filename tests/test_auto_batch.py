@@ -49,7 +49,7 @@ def test_a_batch_matches_separate_solves(problem):
         assert np.max(np.abs(run.x - alone.x)) / scale < 1e-7
         np.testing.assert_allclose(run.monitors["loss"][-1], alone.monitors["loss"][-1], rtol=1e-5)
         assert run.meta["member"] == b and run.meta["batch_size"] == 6
-        assert run.meta["member_error"] > 0
+        assert 0 < run.meta["member_error"] <= 1
         np.testing.assert_allclose(run.at(7.5), alone.at(7.5), atol=1e-6)
     # one shared step sequence: one Python step drives six right-hand sides
     assert batch[0].meta["steps"] < 2 * alone.meta["steps"]
@@ -62,14 +62,6 @@ def test_a_stiff_batch_runs_bdf_with_a_block_jacobian(problem):
     for b in range(3):
         alone = integrate(GradientFlow(problem), X0[b], 30.0, method="LSODA", rtol=1e-10, atol=1e-14, monitors={})
         assert np.linalg.norm(batch[b].final - alone.final) < 1e-5 * np.linalg.norm(alone.final)
-
-
-def test_member_errors_split_the_shared_error_norm(problem):
-    """The controller keeps the batch's RMS error ≤ 1, so no member's share exceeds √B."""
-    X0 = np.stack([init.gaussian(problem, 1e-3, seed=s) for s in range(6)])
-    batch = integrate(GradientFlow(problem), X0, 15.0, method="RK45", rtol=1e-8, atol=1e-12, monitors={})
-    errors = np.array([run.meta["member_error"] for run in batch])
-    assert np.all(errors > 0.1) and np.all(errors <= np.sqrt(6))
 
 
 def test_batch_restrictions_are_explained(problem):

@@ -1,5 +1,7 @@
 """Problems: packing, invariances, derivative checks (Taylor remainders, finite differences)."""
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,6 +9,7 @@ from hypothesis import strategies as st
 
 from conftest import taylor_slope
 from flows import LowRankTarget, MatrixFactorization, SymmetricFactorization
+from flows.problems import product_minus
 
 shapes = st.tuples(st.integers(1, 7), st.integers(1, 7), st.integers(1, 4), st.integers(0, 2**31 - 1))
 
@@ -153,3 +156,42 @@ def test_bad_state_shapes_raise():
         p.pack(np.zeros((2, 4)), np.zeros((3, 2)))
     with pytest.raises(TypeError, match="pack takes 2 factor"):
         p.pack(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (4, 7, 3)])
+def test_product_minus_overwrites_c_with_a_g_minus_c(shape):
+    rng = np.random.default_rng(5)
+    A, C = rng.standard_normal(shape), rng.standard_normal(shape)
+    G = rng.standard_normal(shape[:-2] + (3, 3))  # not symmetric: the transposes must be right
+    expected = A @ G - C
+    out = product_minus(A, G, C)
+    assert out is C
+    np.testing.assert_allclose(C, expected, rtol=1e-13, atol=1e-14)
+
+
+@given(shapes, st.integers(1, 5))
+@settings(max_examples=40, deadline=None)
+def test_batched_gradient_is_the_dense_formula_for_every_output_layout(shape, B):
+    m, n, k, seed = shape
+    p = make("asym", m, n, k, seed)
+    X = np.random.default_rng(seed).standard_normal((B, p.dim))
+    U, V = p.unpack(X)
+    R = U @ V.mT - p.target.dense()
+    expected = np.concatenate([(R @ V).reshape(B, -1), (R.mT @ U).reshape(B, -1)], axis=1)
+    tol = dict(rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(p.grad(X), expected, **tol)
+    out = np.empty((B, p.dim))
+    assert p.grad(X, out=out) is out
+    np.testing.assert_allclose(out, expected, **tol)
+    strided = np.zeros((B, 2 * p.dim))[:, ::2]  # not contiguous: the result is copied in
+    assert p.grad(X, out=strided) is strided
+    np.testing.assert_allclose(strided, expected, **tol)
+
+
+def test_batch_workspaces_stay_out_of_pickles():
+    p = make("asym", 5, 5, 2, 0)
+    X = np.random.default_rng(0).standard_normal((3, p.dim))
+    before = p.grad(X)
+    clone = pickle.loads(pickle.dumps(p))
+    assert "_work" in vars(p) and "_work" not in vars(clone)
+    np.testing.assert_array_equal(clone.grad(X), before)

@@ -1,0 +1,125 @@
+"""The in-place explicit Runge–Kutta steppers take scipy's steps, and split the error by batch member."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy.integrate import DOP853, RK23, RK45, solve_ivp
+
+from flows import GradientFlow, MatrixFactorization, ModifiedFlow, init, integrate
+from flows._rk import IN_PLACE
+
+METHODS = (RK23, RK45, DOP853)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return MatrixFactorization.random(m=8, n=6, rank=2, width=3, condition=4.0, seed=0)
+
+
+def march(solver):
+    times = []
+    while solver.status == "running":
+        solver.step()
+        times.append(solver.t)
+    return np.array(times)
+
+
+def pair(problem, method, x0, t_end, **kw):
+    flow = GradientFlow(problem)
+    fun = lambda t, y: flow(t, y)  # noqa: E731
+    return (method(fun, 0.0, x0, t_end, **kw),
+            IN_PLACE[method](fun, 0.0, x0, t_end, into=lambda t, y, out: flow(t, y, out=out), **kw))
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_one_in_place_step_is_scipys_step(problem, method, seed):
+    ref, new = pair(problem, method, init.gaussian(problem, 0.3, seed=seed), 10.0, rtol=1e-6, atol=1e-9)
+    ref.step(), new.step()
+    assert new.t == ref.t and new.nfev == ref.nfev  # the same first step, from the same initial guess
+    np.testing.assert_allclose(new.y, ref.y, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(new.K, ref.K, rtol=1e-12, atol=1e-14)
+    for _ in range(3):
+        # the next step size comes from the error estimate, a cancellation: equal to its rounding
+        assert new.h_abs == pytest.approx(ref.h_abs, rel=1e-8)
+        ref.step(), new.step()
+        assert new.t == pytest.approx(ref.t, rel=1e-8) and new.nfev == ref.nfev
+        np.testing.assert_allclose(new.y, ref.y, rtol=0, atol=1e-8 * np.abs(ref.y).max())
+    t = 0.5 * (ref.t_old + ref.t)
+    np.testing.assert_allclose(new.dense_output()(t), ref.dense_output()(t), rtol=0, atol=1e-8 * np.abs(ref.y).max())
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda c: c.__name__)
+def test_in_place_runs_are_scipys_runs(problem, method):
+    ref, new = pair(problem, method, init.gaussian(problem, 1e-3, seed=1), 30.0, rtol=1e-8, atol=1e-12)
+    t_ref, t_new = march(ref), march(new)
+    # near the minimum the error estimates fall to rounding level, where the two step sequences part:
+    # the counts stay within a few percent and the states within the tolerance
+    assert abs(len(t_new) - len(t_ref)) <= 0.03 * len(t_ref) and abs(new.nfev - ref.nfev) <= 0.03 * ref.nfev
+    assert np.linalg.norm(new.y - ref.y) < 1e-8 * np.linalg.norm(ref.y)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda c: c.__name__)
+def test_each_members_error_is_scipys_norm_of_that_member_alone(problem, method):
+    flow = GradientFlow(problem)
+    X0 = np.stack([init.gaussian(problem, scale, seed=s) for s, scale in enumerate((1e-3, 0.1, 0.5))])
+    y0 = X0.reshape(-1)
+    rhs = lambda t, y: flow(t, y.reshape(X0.shape)).reshape(-1)  # noqa: E731
+    solver = IN_PLACE[method](rhs, 0.0, y0, 10.0, rtol=1e-6, atol=1e-9, batch=3,
+                              into=lambda t, y, out: out.__setitem__(slice(None), rhs(t, y)))
+    for _ in range(3):
+        solver.step()
+    h = solver.h_previous
+    y_old, y_new = solver.y_old.reshape(3, -1), solver.y.reshape(3, -1)
+    K = solver.K.reshape(len(solver.K), 3, -1)
+    for b in range(3):
+        scale = 1e-9 + 1e-6 * np.maximum(np.abs(y_old[b]), np.abs(y_new[b]))
+        alone = method._estimate_error_norm(solver, K[:, b], h, scale)
+        assert solver.member_error[b] == pytest.approx(alone, rel=1e-9)
+    assert np.all(solver.member_error <= 1)
+
+
+def test_no_member_exceeds_the_tolerance(problem):
+    """The shared step is accepted only when every member's own error estimate is ≤ 1."""
+    X0 = np.stack([init.gaussian(problem, 10.0 ** -s, seed=s) for s in range(1, 7)])
+    for method in ("RK45", "DOP853"):
+        batch = integrate(GradientFlow(problem), X0, 15.0, method=method, rtol=1e-8, atol=1e-12, monitors={})
+        errors = np.array([run.meta["member_error"] for run in batch])
+        assert np.all(errors > 0.05) and np.all(errors <= 1)
+
+
+def test_a_flow_without_out_runs_through_a_copy(problem):
+    flow = ModifiedFlow(problem, 0.05)
+    x0 = init.gaussian(problem, 0.1, seed=4)
+    run = integrate(flow, x0, 5.0, method="RK45", rtol=1e-10, atol=1e-12, monitors={})
+    ref = solve_ivp(flow, (0.0, 5.0), x0, method="RK45", rtol=1e-10, atol=1e-12)
+    assert run.meta["nfev"] == ref.nfev == run.meta["rhs_calls"]
+    np.testing.assert_allclose(run.final, ref.y[:, -1], rtol=1e-9, atol=1e-12)
+
+
+def peak_bytes(fn) -> int:
+    """Peak memory numpy allocates during fn(), above what was held before."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_hot_path_allocates_only_the_new_state():
+    problem = MatrixFactorization.random(m=300, n=200, rank=4, width=10, seed=0)
+    flow = GradientFlow(problem)
+    x = init.gaussian(problem, 0.1, seed=1)
+    out = np.empty_like(x)
+    # the right-hand side into a buffer: only k×k Grams and r×k products, nothing the size of a factor
+    assert peak_bytes(lambda: flow(0.0, x, out=out)) < 0.1 * x.nbytes
+    for method in (RK45, DOP853):
+        solver = IN_PLACE[method](flow, 0.0, x, 100.0, rtol=1e-8, atol=1e-12,
+                                  into=lambda t, y, out: flow(t, y, out=out))
+        solver.step()
+        # a step keeps y_new (the old state stays with the previous step's interpolant); scipy's
+        # own step allocates 5-6 states' worth of temporaries
+        assert x.nbytes <= peak_bytes(solver.step) < 1.3 * x.nbytes
