@@ -1,7 +1,7 @@
 """Per-step overhead of ``gradient_descent`` beyond its matrix products, at small sizes.
 
-Baseline: a hand-written loop doing exactly the gradient's matrix products into preallocated
-buffers, and the update; nothing else. The difference per step is pgflow's overhead (unpacking,
+Baseline: a hand-written loop doing exactly the gradient's matrix products (those of
+``MatrixFactorization``'s gradient) into preallocated buffers, and the update; nothing else. The difference per step is pgflow's overhead (unpacking,
 the step rule, the finiteness check, recording).
 """
 
@@ -21,21 +21,23 @@ def main(n_steps: int = 20_000) -> dict:
         x0 = init.gaussian(problem, 1e-3, seed=1)
         eta = 0.25 / problem.target.sigma[0]
         t = problem.target
-        PhiS, PsiT, Psi, PhiT = t.Phi * t.sigma, t.Psi.T.copy(), t.Psi * t.sigma, t.Phi.T.copy()
+        q = k + r
+        # the products of MatrixFactorization's gradient: W = [Uᵀ; Φᵀ], [Vᵀ; −σΨᵀ]; M = W·[U; V];
+        # ∇ = Wᵀ·(M swapped), all into preallocated buffers
+        W = np.empty((2, q, m))
+        W[0, k:], W[1, k:] = t.Phi.T, -(t.Psi * t.sigma).T
+        M = np.empty((2, q, k))
 
         def baseline():
             x = x0.copy()
-            U, V = x[:m * k].reshape(m, k), x[m * k:].reshape(m, k)
-            GU, GV = np.empty((m, k)), np.empty((m, k))
+            X = x.reshape(2, m, k)
+            G = np.empty((2, m, k))
             for _ in range(n_steps):
-                np.matmul(U, V.T @ V, out=GU)
-                GU -= PhiS @ (PsiT @ V)
-                np.matmul(V, U.T @ U, out=GV)
-                GV -= Psi @ (PhiT @ U)
-                GU *= eta
-                GV *= eta
-                U -= GU
-                V -= GV
+                np.copyto(W[:, :k], X.mT)
+                np.matmul(W, X, out=M)
+                np.matmul(W.mT, M[::-1], out=G)
+                G *= eta
+                X -= G
             return x
 
         def ours():
