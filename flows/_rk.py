@@ -20,6 +20,24 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.integrate import DOP853, RK23, RK45
+from scipy.linalg.blas import dgemm
+
+def combine(coef: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out ← coefᵀ rows, for coefficients (s,) or (s, q), rows (s, n) and out (n,) or (q, n), both
+    C-contiguous.
+
+    From n = 2000 on, one BLAS gemm on the transposes, written in place (outᵀ is Fortran-ordered,
+    so f2py passes it through): OpenBLAS's gemm streams these tall, thin products 1.2-1.6× faster
+    than its gemv (``np.dot``) does, which wins below, where the call costs more than the stream.
+    """
+    if rows.shape[1] < GEMM_FROM:
+        return np.dot(coef.T, rows, out=out)
+    dgemm(1.0, rows.T, coef.reshape(len(coef), -1), c=out.reshape(-1, rows.shape[1]).T, overwrite_c=True)
+    return out
+
+
+GEMM_FROM = 2000
+
 
 # scipy's step-size controller constants (scipy/integrate/_ivp/rk.py); tests compare step sequences
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
@@ -65,11 +83,11 @@ class _InPlace:
         for i, coef in enumerate(self._coef, start=1):
             scaled = coef * h
             scaled[0] = 1.0
-            np.dot(scaled, rows[:i + 1], out=self._stage_in)
+            combine(scaled, rows[:i + 1], self._stage_in)
             self._rhs(t + C[i] * h, self._stage_in, K[i])
         scaled = self._coef_new * h
         scaled[0] = 1.0
-        y_new = scaled @ rows[:self.n_stages + 1]
+        y_new = combine(scaled, rows[:self.n_stages + 1], np.empty(self.n))
         self._rhs(t + h, y_new, K[self.n_stages])
         return y_new
 
@@ -86,7 +104,7 @@ class _InPlace:
         self._scale *= self.rtol
         self._scale += self.atol
         err = self._err
-        np.dot(self._err_weights, self.K, out=err)
+        combine(self._err_weights.T, self.K, err)
         err /= self._scale
         members = 1 if self.batch is None else self.batch
         by_member = err.reshape(len(err), members, -1)

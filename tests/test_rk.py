@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import DOP853, RK23, RK45, solve_ivp
 
 from flows import GradientFlow, MatrixFactorization, ModifiedFlow, init, integrate
-from flows._rk import IN_PLACE
+from flows._rk import IN_PLACE, combine
 
 METHODS = (RK23, RK45, DOP853)
 
@@ -124,3 +124,14 @@ def test_the_hot_path_allocates_only_the_new_state():
         # a step keeps y_new (the old state stays with the previous step's interpolant); scipy's
         # own step allocates 5-6 states' worth of temporaries
         assert x.nbytes <= peak_bytes(solver.step) < 1.3 * x.nbytes
+
+
+@pytest.mark.parametrize("q", [None, 1, 2])
+@pytest.mark.parametrize("n", [50, 3000])  # np.dot below GEMM_FROM, BLAS gemm above
+def test_combine_writes_the_weighted_sum_of_rows_in_place(q, n):
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((9, n))[2:7]  # a slice of a larger stage buffer
+    coef = rng.standard_normal(5 if q is None else (5, q))
+    out = np.empty(n if q is None else (q, n))
+    assert combine(coef, rows, out) is out
+    np.testing.assert_allclose(out, coef.T @ rows, rtol=1e-13, atol=1e-13)
