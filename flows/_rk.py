@@ -99,12 +99,12 @@ class _InPlace:
         far more for DOP853, whose 3rd-order estimate damps the norm, so that one member's large
         3rd-order error hides another's 5th-order one.)
         """
+        # E·K / (atol + rtol·max(|y|, |y_new|)) = (E/rtol)·K / (atol/rtol + max(|y|, |y_new|)): one pass fewer
         np.abs(y_new, out=self._abs_new)
         np.maximum(self._abs_y, self._abs_new, out=self._scale)
-        self._scale *= self.rtol
-        self._scale += self.atol
+        self._scale += self.atol / self.rtol
         err = self._err
-        combine(self._err_weights.T, self.K, err)
+        combine(self._err_weights.T / self.rtol, self.K, err)
         err /= self._scale
         members = 1 if self.batch is None else self.batch
         by_member = err.reshape(len(err), members, -1)
