@@ -1,19 +1,20 @@
 """scipy's explicit Runge–Kutta methods (RK23, RK45, DOP853) with the stage arithmetic done in place.
 
-The step, its error estimate and the step-size controller are scipy's, to rounding: the same
-Butcher tableaux (read from scipy's classes), the same error norms, the same safety factors. What
-changes is how the stages are computed. scipy forms each stage input as ``y + (K[:s].T @ a) * h``
-(three temporaries), copies the right-hand side into ``K[s]``, and estimates the error with two
-more passes over K. Here
+The step, its error estimate and the step-size controller are scipy's (the same Butcher tableaux,
+read from scipy's classes, the same error norms and safety factors), so a single state takes
+scipy's steps to rounding. A batch of B equal members differs on purpose: its error norm is the
+largest of the members' own norms (see ``_InPlace._error_norm``). What changes is how the stages
+are computed. scipy forms each stage input as ``y + (K[:s].T @ a) * h`` (three temporaries),
+copies the right-hand side into ``K[s]``, and estimates the error with two more passes over K. Here
 
-- y sits in row 0 of the same buffer as the stages, so a stage input is *one* matrix–vector
-  product ``[1, h·a] @ [y; K[:s]]`` written into a preallocated vector;
+- y sits in row 0 of the same buffer as the stages, so a stage input is *one* product
+  ``[1, h·a] @ [y; K[:s]]`` written into a preallocated vector (:func:`combine`);
 - the right-hand side writes straight into its row of K (``into(t, y, out)``);
-- the error estimates and the scale are formed in preallocated buffers, and split by batch member
-  on the way (``member_error``), so a batch knows each member's share of the step's error for free.
+- the error estimates and the scale are formed in preallocated buffers and summed by batch member
+  on the way, so a batch has each member's own error norm (``member_error``) for free.
 
-On a 40,000-dimensional state this removes about a third of the memory traffic per step; on small
-states it removes most of the per-stage Python overhead. Dense output is scipy's, unchanged.
+A step allocates only its new state; dense output is scipy's, unchanged (DOP853's costs 3 more
+right-hand sides and its own arrays).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import DOP853, RK23, RK45
 from scipy.linalg.blas import dgemm
+
 
 def combine(coef: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out ← coefᵀ rows, for coefficients (s,) or (s, q), rows (s, n) and out (n,) or (q, n), both
@@ -30,14 +32,14 @@ def combine(coef: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
     so f2py passes it through): OpenBLAS's gemm streams these tall, thin products 1.2-1.6× faster
     than its gemv (``np.dot``) does, which wins below, where the call costs more than the stream.
     """
-    if rows.shape[1] < GEMM_FROM:
+    if rows.shape[1] < GEMM_FROM or not (out.flags.c_contiguous and out.dtype == np.float64):
+        # f2py would write into a copy of such an out and drop the result; np.dot writes or raises
         return np.dot(coef.T, rows, out=out)
     dgemm(1.0, rows.T, coef.reshape(len(coef), -1), c=out.reshape(-1, rows.shape[1]).T, overwrite_c=True)
     return out
 
 
 GEMM_FROM = 2000
-
 
 # scipy's step-size controller constants (scipy/integrate/_ivp/rk.py); tests compare step sequences
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
@@ -47,11 +49,16 @@ class _InPlace:
     """Mixin over a scipy RungeKutta class; see the module docstring.
 
     Extra constructor arguments: ``into(t, y, out)`` writes the right-hand side at (t, y) into
-    ``out``; ``batch`` (int or None) splits the error norm into that many equal members.
+    ``out``; ``batch`` (int or None) splits the state into that many equal members, each of whose
+    error norm must be ≤ 1 for a step to be accepted. Real states and a scalar ``rtol`` only.
     """
 
     def __init__(self, fun, t0, y0, t_bound, *, into, batch=None, **kwargs):
+        if np.iscomplexobj(y0):
+            raise TypeError("y0 must be real: the in-place steppers keep float64 buffers")
         super().__init__(fun, t0, y0, t_bound, **kwargs)
+        if np.ndim(self.rtol):
+            raise ValueError("rtol must be a scalar for the in-place steppers")
         self._into = into
         s = self.n_stages
         extended = getattr(self, "K_extended", self.K)
@@ -69,6 +76,7 @@ class _InPlace:
         self._coef_new = np.concatenate(([1.0], self.B))
         weights = np.atleast_2d(np.stack([self.E5, self.E3]) if hasattr(self, "E5") else self.E)
         self._err_weights = weights
+        self._h_inside = len(weights) == 1
         self._err = np.empty((len(weights), self.n))
         self.batch = batch
         self.member_error = None
@@ -99,17 +107,18 @@ class _InPlace:
         far more for DOP853, whose 3rd-order estimate damps the norm, so that one member's large
         3rd-order error hides another's 5th-order one.)
         """
-        # E·K / (atol + rtol·max(|y|, |y_new|)) = (E/rtol)·K / (atol/rtol + max(|y|, |y_new|)): one pass fewer
         np.abs(y_new, out=self._abs_new)
         np.maximum(self._abs_y, self._abs_new, out=self._scale)
-        self._scale += self.atol / self.rtol
+        self._scale *= self.rtol
+        self._scale += self.atol
         err = self._err
-        combine(self._err_weights.T / self.rtol, self.K, err)
+        # RK23/RK45 scale by h before squaring, as scipy does (squares of E·K alone can overflow)
+        combine(self._err_weights.T * (abs(h) if self._h_inside else 1.0), self.K, err)
         err /= self._scale
         members = 1 if self.batch is None else self.batch
         by_member = err.reshape(len(err), members, -1)
         squares = np.einsum("qbd,qbd->qb", by_member, by_member)
-        self._member_norm = self._norm(abs(h), squares, self.n // members)
+        self._member_norm = self._norm(1.0 if self._h_inside else abs(h), squares, self.n // members)
         return float(np.max(self._member_norm))
 
     def _norm(self, h_abs, squares, size):
@@ -118,7 +127,8 @@ class _InPlace:
             return h_abs * np.sqrt(squares[0] / size)
         e5, e3 = squares  # DOP853: the 5th-order estimate, damped by the 3rd-order one
         denom = e5 + 0.01 * e3
-        return np.divide(h_abs * e5, np.sqrt(denom * size), out=np.zeros_like(e5), where=denom > 0)
+        # 0 when both estimates are 0, as scipy's; a NaN estimate stays NaN, so the step is rejected
+        return np.divide(h_abs * e5, np.sqrt(denom * size), out=np.zeros_like(e5), where=denom != 0)
 
     def _step_impl(self):
         t, y = self.t, self.y
@@ -126,6 +136,7 @@ class _InPlace:
         h_abs = min(max(self.h_abs, min_step), self.max_step)
         self._rows[0] = y
         self.K[0] = self.f
+        self.f = self.K[0]  # f(t, y) stays valid through rejected and failed attempts
         rejected = False
         while True:
             if h_abs < min_step:
@@ -152,15 +163,15 @@ class _InPlace:
 
 
 class InPlaceRK23(_InPlace, RK23):
-    __doc__ = RK23.__doc__
+    """scipy's RK23 with in-place stages (see :mod:`flows._rk`); real states only."""
 
 
 class InPlaceRK45(_InPlace, RK45):
-    __doc__ = RK45.__doc__
+    """scipy's RK45 with in-place stages (see :mod:`flows._rk`); real states only."""
 
 
 class InPlaceDOP853(_InPlace, DOP853):
-    __doc__ = DOP853.__doc__
+    """scipy's DOP853 with in-place stages (see :mod:`flows._rk`); real states only."""
 
 
 IN_PLACE = {RK23: InPlaceRK23, RK45: InPlaceRK45, DOP853: InPlaceDOP853}

@@ -178,7 +178,10 @@ class _System:
         """The right-hand side written into ``out`` (the explicit solvers' stage rows)."""
         self.calls += 1
         if self._writes_out:
-            self.flow(t, y.reshape(self.shape), out=out.reshape(self.shape))
+            target = out.reshape(self.shape)
+            result = self.flow(t, y.reshape(self.shape), out=target)
+            if result is not target:  # a flow that takes out= but returns a fresh array
+                target[...] = result
         else:
             out[:] = self.flow(t, y.reshape(self.shape)).reshape(-1)
 
@@ -194,7 +197,7 @@ class _Steps:
     def __init__(self):
         self.ts, self.ys, self.step_ts, self.interpolants = [], [], [], []
         self.event_times, self.stopped_at, self.failure, self.n_steps = {}, None, None, 0
-        self.member_error = None
+        self.member_error = self.t_finite = None
 
 
 def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
@@ -358,8 +361,12 @@ def _march(solver_class, system, y0, t0, t_end, grid, evs, kwargs, dense_output,
         if solver.status == "failed":
             run.failure = message
             break
-        run.n_steps += 1
         t_old, t_new, y_new = solver.t_old, solver.t, solver.y
+        if not np.isfinite(y_new).all():  # an overflow the error estimate cannot see (inf / inf scale)
+            run.failure = f"the state became non-finite in the step from t = {t_old:.9g} to {t_new:.9g}"
+            run.t_finite = t_old
+            break
+        run.n_steps += 1
         sol = solver.dense_output() if need_sol else None
         if sol is not None and dense_output:
             run.step_ts.append(t_new)
@@ -394,7 +401,8 @@ def _march(solver_class, system, y0, t0, t_end, grid, evs, kwargs, dense_output,
 
     if run.stopped_at is not None and run.interpolants:
         run.step_ts[-1] = run.stopped_at
-    run.nfev, run.njev, run.nlu, run.t_reached = int(solver.nfev), int(solver.njev), int(solver.nlu), float(solver.t)
+    run.nfev, run.njev, run.nlu = int(solver.nfev), int(solver.njev), int(solver.nlu)
+    run.t_reached = float(solver.t if run.t_finite is None else run.t_finite)
     return run
 
 

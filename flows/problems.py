@@ -90,6 +90,10 @@ def target_workspace(target: LowRankTarget, k: int, B: int, stacked: bool):
     return blocks, np.empty((2, B, q, k))
 
 
+# batch sizes whose gradient workspaces a thread keeps (a workspace holds (k + r)/k × a batch)
+WORKSPACES_PER_THREAD = 4
+
+
 class FactoredProblem:
     """Packing of named factor blocks into one flat state; subclasses supply the calculus.
 
@@ -178,6 +182,8 @@ class FactoredProblem:
             out = np.empty(x.shape)
         elif out.shape != x.shape:
             raise ValueError(f"out must have the shape of x, {x.shape}, got {out.shape}")
+        elif out.dtype != np.float64:
+            raise TypeError(f"out must be a float64 array, got dtype {out.dtype}")
         rows = np.ascontiguousarray(x).reshape(-1, self._dim)
         if out.flags.c_contiguous:
             self._grad_rows(rows, out.reshape(rows.shape))
@@ -186,13 +192,20 @@ class FactoredProblem:
         return out
 
     def _workspace(self, B: int, build):
-        """Scratch buffers for a stack of B states, made once by ``build(B)``; one set per thread,
-        since they are written."""
-        cache = self.__dict__.setdefault("_work", {})
-        key = (threading.get_ident(), B)
-        if key not in cache:
-            cache[key] = build(B)
-        return cache[key]
+        """Scratch buffers for a stack of B states, made by ``build(B)`` from the current target.
+
+        They are written, so each thread has its own (dropped with the thread); each keeps the last
+        few batch sizes it used, and rebuilds them when ``target`` has been replaced.
+        """
+        local = self.__dict__.setdefault("_work", threading.local())
+        cache = local.__dict__.setdefault("by_size", {})
+        entry = cache.pop(B, None)
+        if entry is None or entry[0] is not self.target:
+            entry = (self.target, build(B))
+        cache[B] = entry  # most recently used last
+        while len(cache) > WORKSPACES_PER_THREAD:
+            del cache[next(iter(cache))]
+        return entry[1]
 
     def __getstate__(self):
         return {key: value for key, value in self.__dict__.items() if key != "_work"}

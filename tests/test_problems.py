@@ -185,3 +185,16 @@ def test_batch_workspaces_stay_out_of_pickles():
     clone = pickle.loads(pickle.dumps(p))
     assert "_work" in vars(p) and "_work" not in vars(clone)
     np.testing.assert_array_equal(clone.grad(X), before)
+
+
+def test_gradient_output_must_be_float64_and_follows_a_replaced_target():
+    p = make("asym", 6, 4, 2, 0)
+    X = np.random.default_rng(1).standard_normal((3, p.dim))
+    with pytest.raises(TypeError, match="out must be a float64 array, got dtype float32"):
+        p.grad(X, out=np.empty(X.shape, dtype=np.float32))
+    p.grad(X)  # builds the workspaces from the first target
+    p.target = make("asym", 6, 4, 2, 7).target
+    U, V = p.unpack(X)
+    R = U @ V.mT - p.target.dense()
+    np.testing.assert_allclose(p.grad(X), np.concatenate([(R @ V).reshape(3, -1), (R.mT @ U).reshape(3, -1)], 1),
+                               rtol=1e-12, atol=1e-12)

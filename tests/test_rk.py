@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import DOP853, RK23, RK45, solve_ivp
 
-from flows import GradientFlow, MatrixFactorization, ModifiedFlow, init, integrate
+from flows import GradientFlow, IntegrationError, MatrixFactorization, ModifiedFlow, init, integrate
 from flows._rk import IN_PLACE, combine
 
 METHODS = (RK23, RK45, DOP853)
@@ -135,3 +135,66 @@ def test_combine_writes_the_weighted_sum_of_rows_in_place(q, n):
     out = np.empty(n if q is None else (q, n))
     assert combine(coef, rows, out) is out
     np.testing.assert_allclose(out, coef.T @ rows, rtol=1e-13, atol=1e-13)
+
+
+class NaNAfter:
+    """The gradient flow, except that from t = 1 on the right-hand side of one member is NaN."""
+
+    def __init__(self, problem, member=0):
+        self.problem, self.flow, self.member = problem, GradientFlow(problem), member
+
+    def __call__(self, t, x, out=None):
+        out = self.flow(t, x, out=out)
+        if t > 1:
+            (out if out.ndim == 1 else out[self.member])[...] = np.nan
+        return out
+
+    jac = None
+
+    def monitors(self):
+        return {}
+
+    def describe(self):
+        return {"flow": "NaNAfter"}
+
+
+@pytest.mark.parametrize("method", ["RK23", "RK45", "DOP853"])
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_nan_right_hand_side_fails_the_solve_where_it_starts(problem, method, batch):
+    """A NaN error estimate rejects the step (as in scipy), even for one member of a batch."""
+    x0 = init.gaussian(problem, 0.3, seed=1)
+    x0 = np.stack([x0, 2 * x0, 3 * x0]) if batch else x0
+    with pytest.raises(IntegrationError, match=f"{method} failed at t = 1") as info:
+        integrate(NaNAfter(problem, member=1), x0, 3.0, method=method, monitors={})
+    assert info.value.t_reached == pytest.approx(1.0, abs=1e-6)
+
+
+def test_combine_refuses_an_output_it_cannot_write_in_place():
+    rows, coef = np.ones((3, 4000)), np.ones(3)
+    with pytest.raises(ValueError, match="output array is not acceptable"):
+        combine(coef, rows, np.empty((4000, 2))[:, 0])
+
+
+def test_complex_states_are_refused(problem):
+    x0 = init.gaussian(problem, 0.3, seed=1).astype(complex)
+    with pytest.raises(TypeError, match="y0 must be real"):
+        IN_PLACE[RK45](lambda t, y: y, 0.0, x0, 1.0, into=lambda t, y, out: None)
+
+
+class Overflowing(NaNAfter):
+    """A huge constant right-hand side: every stage agrees, so the error estimate is zero and the
+    steps grow tenfold, until the state overflows to inf without a NaN anywhere in the estimate."""
+
+    def __call__(self, t, x, out=None):
+        out = np.empty(np.shape(x)) if out is None else out
+        out[...] = 1e300
+        return out
+
+
+@pytest.mark.parametrize("method", ["RK23", "RK45"])  # DOP853's squared norms overflow first: rejection
+@pytest.mark.filterwarnings("ignore:invalid value encountered in scalar divide:RuntimeWarning")  # scipy's first step
+def test_a_state_that_overflows_fails_the_solve(problem, method):
+    with pytest.raises(IntegrationError, match="the state became non-finite") as info, np.errstate(over="ignore"):
+        integrate(Overflowing(problem), init.gaussian(problem, 0.3, seed=1), 1e12, method=method, monitors={})
+    assert 1e7 < info.value.t_reached < 1e9  # 1 + 10³⁰⁰·t overflows at t ≈ 1.8·10⁸
+    assert np.isfinite(info.value.partial.x).all()
