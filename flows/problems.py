@@ -194,18 +194,21 @@ class FactoredProblem:
     def _workspace(self, B: int, build):
         """Scratch buffers for a stack of B states, made by ``build(B)`` from the current target.
 
-        They are written, so each thread has its own (dropped with the thread); each keeps the last
-        few batch sizes it used, and rebuilds them when ``target`` has been replaced.
+        They are written, so each thread has its own (dropped with the thread); a thread keeps those
+        of its last ``WORKSPACES_PER_THREAD`` batch sizes, rebuilt when ``target`` has been replaced.
         """
-        local = self.__dict__.setdefault("_work", threading.local())
-        cache = local.__dict__.setdefault("by_size", {})
-        entry = cache.pop(B, None)
-        if entry is None or entry[0] is not self.target:
-            entry = (self.target, build(B))
-        cache[B] = entry  # most recently used last
-        while len(cache) > WORKSPACES_PER_THREAD:
-            del cache[next(iter(cache))]
-        return entry[1]
+        try:
+            target, work = self._work.by_size[B]
+            if target is self.target:
+                return work
+        except (AttributeError, KeyError):
+            pass
+        cache = vars(self.__dict__.setdefault("_work", threading.local())).setdefault("by_size", {})
+        cache.pop(B, None)
+        while len(cache) >= WORKSPACES_PER_THREAD:
+            del cache[next(iter(cache))]  # the oldest
+        cache[B] = self.target, build(B)
+        return cache[B][1]
 
     def __getstate__(self):
         return {key: value for key, value in self.__dict__.items() if key != "_work"}
@@ -287,7 +290,7 @@ class MatrixFactorization(FactoredProblem):
         (two when m = n, U and V then sharing one stack) take half the time of the eight products and
         two subtractions of the plain formula at m = n = 20, and 10-20% less at m = n = 1000.
         """
-        B, (m, k), n = len(x), self.layout[0][1], self.n
+        B, (m, k), (n, _) = len(x), self.layout[0][1], self.layout[1][1]
         W, M = self._workspace(B, lambda B: target_workspace(self.target, k, B, stacked=m == n))
         if m == n:
             X = x.reshape(B, 2, m, k)
