@@ -7,20 +7,22 @@ largest of the members' own norms (see ``_InPlace._error_norm``). What changes i
 are computed. scipy forms each stage input as ``y + (K[:s].T @ a) * h`` (three temporaries),
 copies the right-hand side into ``K[s]``, and estimates the error with two more passes over K. Here
 
-- y sits in row 0 of the same buffer as the stages, so a stage input is *one* product
-  ``[1, h·a] @ [y; K[:s]]`` written into a preallocated vector (:func:`combine`);
-- the right-hand side writes straight into its row of K (``into(t, y, out)``);
+- y sits in the same buffer as the stages, so a stage input is *one* product ``[1, h·a] @ [y; K]``
+  over a contiguous window of rows, written into a preallocated vector (:func:`combine`); DOP853
+  orders its rows so that the windows skip the stages its tableau leaves out;
+- the right-hand side writes straight into its stage row (``into(t, y, out)``);
 - the error estimates and the scale are formed in preallocated buffers and summed by batch member
   on the way, so a batch has each member's own error norm (``member_error``) for free.
 
-A step allocates only its new state; dense output is scipy's, unchanged (DOP853's costs 3 more
-right-hand sides and its own arrays).
+A step allocates only its new state. Dense output is scipy's (DOP853's, which costs 3 more
+right-hand sides and its own arrays, recomputed over the reordered buffer).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.integrate import DOP853, RK23, RK45
+from scipy.integrate._ivp.rk import Dop853DenseOutput
 from scipy.linalg.blas import dgemm
 
 
@@ -40,6 +42,20 @@ def combine(coef: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 GEMM_FROM = 2000
+
+def _window(where: dict, coefs: dict):
+    """A linear combination of buffer rows as (rows, coefficients, y's index): ``coefs`` maps row
+    labels ("y" or a stage index) to a coefficient (or a column of q coefficients); rows is the
+    smallest slice of the buffer holding every nonzero one, the coefficients cover that slice (zero
+    for the rows between), and y's index is its place in the slice (None if absent)."""
+    used = {where[label]: np.asarray(c, dtype=float) for label, c in coefs.items() if np.any(c)}
+    lo, hi = min(used), max(used) + 1
+    coef = np.zeros((hi - lo,) + next(iter(used.values())).shape)
+    for row, c in used.items():
+        coef[row - lo] = c
+    y_at = where["y"] - lo if "y" in coefs else None
+    return slice(lo, hi), coef, y_at
+
 
 # scipy's step-size controller constants (scipy/integrate/_ivp/rk.py); tests compare step sequences
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
@@ -61,42 +77,56 @@ class _InPlace:
             raise ValueError("rtol must be a scalar for the in-place steppers")
         self._into = into
         s = self.n_stages
-        extended = getattr(self, "K_extended", self.K)
-        # row 0 is y, rows 1.. are the stages (and DOP853's extra dense-output stages after them)
-        self._rows = np.zeros((1 + len(extended), self.n))
-        if hasattr(self, "K_extended"):
-            self.K_extended = self._rows[1:]
-        self.K = self._rows[1:s + 2]
+        n_rows = len(getattr(self, "K_extended", self.K))  # DOP853 keeps 3 dense-output stages more
+        order = self.ORDER or ("y", *range(n_rows))
+        self._rows = np.zeros((len(order), self.n))
+        where = {label: i for i, label in enumerate(order)}
+        self._y_row = self._rows[where["y"]]
+        self._k = [self._rows[where[j]] for j in range(n_rows)]  # the stages, in stage order
+        if self.ORDER is None:  # stage order in memory: scipy's dense output reads K as it is
+            self.K = self._rows[1:s + 2]
+            if hasattr(self, "K_extended"):
+                self.K_extended = self._rows[1:]
+        else:
+            self.K = self.K_extended = None
+        self._window = lambda coefs: _window(where, coefs)
+        self._stage_sums = [self._window({"y": 1.0, **dict(enumerate(self.A[i, :i]))}) for i in range(1, s)]
+        self._new_sum = self._window({"y": 1.0, **dict(enumerate(self.B))})
+        weights = np.atleast_2d(np.stack([self.E5, self.E3]) if hasattr(self, "E5") else self.E)
+        self._err_sum = self._window(dict(enumerate(weights.T)))
+        self._h_inside = len(weights) == 1
+        self._err = np.empty((len(weights), self.n))
         self._stage_in = np.empty(self.n)
         self._abs_y = np.abs(self.y)
         self._scale = np.empty(self.n)
         self._abs_new = np.empty(self.n)
-        # each stage's coefficients over [y, K₀, ..., K_{s-1}]; row 0's 1 adds y
-        self._coef = [np.concatenate(([1.0], self.A[i, :i])) for i in range(1, s)]
-        self._coef_new = np.concatenate(([1.0], self.B))
-        weights = np.atleast_2d(np.stack([self.E5, self.E3]) if hasattr(self, "E5") else self.E)
-        self._err_weights = weights
-        self._h_inside = len(weights) == 1
-        self._err = np.empty((len(weights), self.n))
         self.batch = batch
         self.member_error = None
+
+    # memory order of the buffer's rows ("y" and stage indices); None: y, then the stages in order
+    ORDER = None
+
+    def stages(self) -> np.ndarray:
+        """The stage derivatives K of the last step, in stage order (a copy), shape (n_stages + 1, n)."""
+        return np.stack(self._k[:self.n_stages + 1])
+
+    def _sum(self, window, h, out):
+        """out ← y + h Σ a_j K_j over a window from :func:`_window` (y's coefficient stays 1)."""
+        rows, coef, y_at = window
+        scaled = coef * h
+        scaled[y_at] = 1.0
+        return combine(scaled, self._rows[rows], out)
 
     def _rhs(self, t, y, out):
         self.nfev += 1
         self._into(t, y, out)
 
     def _stages(self, t, h):
-        """Fill K for a step of size h from (t, y) (row 0 of the buffer); return y_new."""
-        rows, K, C = self._rows, self.K, self.C
-        for i, coef in enumerate(self._coef, start=1):
-            scaled = coef * h
-            scaled[0] = 1.0
-            combine(scaled, rows[:i + 1], self._stage_in)
-            self._rhs(t + C[i] * h, self._stage_in, K[i])
-        scaled = self._coef_new * h
-        scaled[0] = 1.0
-        y_new = combine(scaled, rows[:self.n_stages + 1], np.empty(self.n))
-        self._rhs(t + h, y_new, K[self.n_stages])
+        """Fill the stages for a step of size h from (t, y) (y in its buffer row); return y_new."""
+        for i, window in enumerate(self._stage_sums, start=1):
+            self._rhs(t + self.C[i] * h, self._sum(window, h, self._stage_in), self._k[i])
+        y_new = self._sum(self._new_sum, h, np.empty(self.n))
+        self._rhs(t + h, y_new, self._k[self.n_stages])
         return y_new
 
     def _error_norm(self, h, y_new) -> float:
@@ -113,7 +143,8 @@ class _InPlace:
         self._scale += self.atol
         err = self._err
         # RK23/RK45 scale by h before squaring, as scipy does (squares of E·K alone can overflow)
-        combine(self._err_weights.T * (abs(h) if self._h_inside else 1.0), self.K, err)
+        rows, weights, _ = self._err_sum
+        combine(weights * (abs(h) if self._h_inside else 1.0), self._rows[rows], err)
         err /= self._scale
         members = 1 if self.batch is None else self.batch
         by_member = err.reshape(len(err), members, -1)
@@ -134,9 +165,9 @@ class _InPlace:
         t, y = self.t, self.y
         min_step = 10 * np.abs(np.nextafter(t, self.direction * np.inf) - t)
         h_abs = min(max(self.h_abs, min_step), self.max_step)
-        self._rows[0] = y
-        self.K[0] = self.f
-        self.f = self.K[0]  # f(t, y) stays valid through rejected and failed attempts
+        self._y_row[...] = y
+        self._k[0][...] = self.f
+        self.f = self._k[0]  # f(t, y) stays valid through rejected and failed attempts
         rejected = False
         while True:
             if h_abs < min_step:
@@ -156,7 +187,7 @@ class _InPlace:
             rejected = True
         self.h_previous, self.y_old = h, y
         self.t, self.y, self.h_abs = t_new, y_new, h_abs
-        self.f = self.K[self.n_stages]  # a view: the next step copies it into K[0] before overwriting
+        self.f = self._k[self.n_stages]  # a view: the next step copies it into K₀ before overwriting
         self._abs_y, self._abs_new = self._abs_new, self._abs_y
         self.member_error = self._member_norm
         return True, None
@@ -171,7 +202,35 @@ class InPlaceRK45(_InPlace, RK45):
 
 
 class InPlaceDOP853(_InPlace, DOP853):
-    """scipy's DOP853 with in-place stages (see :mod:`flows._rk`); real states only."""
+    """scipy's DOP853 with in-place stages (see :mod:`flows._rk`); real states only.
+
+    Stages 1 and 2 only feed stages 2–4, and 3, 4 no later than stage 11, so the buffer keeps them
+    around y and K₀ ([K₂, K₁, y, K₀, K₃, K₄, …]): every stage sum, the update and the error estimate
+    then read one contiguous window, 84 rows a step instead of 103. A window's zero-coefficient rows
+    are always stages of the same attempt (0 · NaN left over from a rejected attempt would be NaN).
+    """
+
+    ORDER = (2, 1, "y", 0, *range(3, 16))
+
+    def _dense_output_impl(self):
+        """scipy's DOP853 interpolant (3 more stages, then F = [Δ, hf₀ − Δ, 2Δ − h(f₀ + f), h D·K]),
+        with the sums taken over this buffer's order."""
+        if not hasattr(self, "_dense_sums"):
+            first = self.n_stages + 1
+            self._dense_sums = ([self._window({"y": 1.0, **dict(enumerate(a[:i]))})
+                                 for i, a in enumerate(self.A_EXTRA, start=first)],
+                                self._window(dict(enumerate(self.D.T))))
+        extra, (rows, D, _) = self._dense_sums
+        h = self.h_previous
+        for i, (window, c) in enumerate(zip(extra, self.C_EXTRA), start=self.n_stages + 1):
+            self._rhs(self.t_old + c * h, self._sum(window, h, self._stage_in), self._k[i])
+        F = np.empty((3 + len(D.T), self.n))
+        delta = self.y - self.y_old
+        F[0] = delta
+        F[1] = h * self._k[0] - delta
+        F[2] = 2 * delta - h * (self.f + self._k[0])
+        combine(D * h, self._rows[rows], F[3:])
+        return Dop853DenseOutput(self.t_old, self.t, self.y_old, F)
 
 
 IN_PLACE = {RK23: InPlaceRK23, RK45: InPlaceRK45, DOP853: InPlaceDOP853}
