@@ -422,17 +422,19 @@ class _Dense:
 
 def _results(problem, run: _Steps, mons, dense, meta, batch):
     t = np.asarray(run.ts, dtype=float)
-    y = np.asarray(run.ys, dtype=float).reshape(len(t), -1)
     if not batch:
-        return _trajectory(problem, t, y, mons, dense, meta)
+        return _trajectory(problem, t, np.asarray(run.ys, dtype=float).reshape(len(t), -1), mons, dense, meta)
     dim = problem.dim
+    states = np.empty((batch, len(t), dim))  # member-major, so each member's states are one block
+    for i, y in enumerate(run.ys):
+        states[:, i] = y.reshape(batch, dim)
     out = []
     for b in range(batch):
-        member = slice(b * dim, (b + 1) * dim)
         extra = {"member": b}
         if run.member_error is not None:
             extra["member_error"] = float(run.member_error[b])
-        out.append(_trajectory(problem, t, y[:, member], mons, dense[member] if dense else None, {**meta, **extra}))
+        member = slice(b * dim, (b + 1) * dim)
+        out.append(_trajectory(problem, t, states[b], mons, dense[member] if dense else None, {**meta, **extra}))
     return out
 
 
