@@ -80,20 +80,19 @@ class _InPlace:
         n_rows = len(getattr(self, "K_extended", self.K))  # DOP853 keeps 3 dense-output stages more
         order = self.ORDER or ("y", *range(n_rows))
         self._rows = np.zeros((len(order), self.n))
-        where = {label: i for i, label in enumerate(order)}
-        self._y_row = self._rows[where["y"]]
-        self._k = [self._rows[where[j]] for j in range(n_rows)]  # the stages, in stage order
+        self._where = {label: i for i, label in enumerate(order)}
+        self._y_row = self._rows[self._where["y"]]
+        self._k = [self._rows[self._where[j]] for j in range(n_rows)]  # the stages, in stage order
         if self.ORDER is None:  # stage order in memory: scipy's dense output reads K as it is
             self.K = self._rows[1:s + 2]
             if hasattr(self, "K_extended"):
                 self.K_extended = self._rows[1:]
         else:
             self.K = self.K_extended = None
-        self._window = lambda coefs: _window(where, coefs)
-        self._stage_sums = [self._window({"y": 1.0, **dict(enumerate(self.A[i, :i]))}) for i in range(1, s)]
-        self._new_sum = self._window({"y": 1.0, **dict(enumerate(self.B))})
+        self._stage_sums = [_window(self._where, {"y": 1.0, **dict(enumerate(self.A[i, :i]))}) for i in range(1, s)]
+        self._new_sum = _window(self._where, {"y": 1.0, **dict(enumerate(self.B))})
         weights = np.atleast_2d(np.stack([self.E5, self.E3]) if hasattr(self, "E5") else self.E)
-        self._err_sum = self._window(dict(enumerate(weights.T)))
+        self._err_sum = _window(self._where, dict(enumerate(weights.T)))
         self._h_inside = len(weights) == 1
         self._err = np.empty((len(weights), self.n))
         self._stage_in = np.empty(self.n)
@@ -212,14 +211,16 @@ class InPlaceDOP853(_InPlace, DOP853):
 
     ORDER = (2, 1, "y", 0, *range(3, 16))
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        first = self.n_stages + 1
+        self._dense_sums = ([_window(self._where, {"y": 1.0, **dict(enumerate(a[:i]))})
+                             for i, a in enumerate(self.A_EXTRA, start=first)],
+                            _window(self._where, dict(enumerate(self.D.T))))
+
     def _dense_output_impl(self):
         """scipy's DOP853 interpolant (3 more stages, then F = [Δ, hf₀ − Δ, 2Δ − h(f₀ + f), h D·K]),
         with the sums taken over this buffer's order."""
-        if not hasattr(self, "_dense_sums"):
-            first = self.n_stages + 1
-            self._dense_sums = ([self._window({"y": 1.0, **dict(enumerate(a[:i]))})
-                                 for i, a in enumerate(self.A_EXTRA, start=first)],
-                                self._window(dict(enumerate(self.D.T))))
         extra, (rows, D, _) = self._dense_sums
         h = self.h_previous
         for i, (window, c) in enumerate(zip(extra, self.C_EXTRA), start=self.n_stages + 1):

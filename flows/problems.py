@@ -191,8 +191,8 @@ class FactoredProblem:
             out[...] = self._grad_rows(rows, np.empty(rows.shape)).reshape(out.shape)
         return out
 
-    def _workspace(self, B: int, build):
-        """Scratch buffers for a stack of B states, made by ``build(B)`` from the current target.
+    def _workspace(self, B: int, stacked: bool):
+        """The :func:`target_workspace` buffers for a stack of B states, from the current target.
 
         They are written, so each thread has its own (dropped with the thread); a thread keeps those
         of its last ``WORKSPACES_PER_THREAD`` batch sizes, rebuilt when ``target`` has been replaced.
@@ -207,7 +207,7 @@ class FactoredProblem:
         cache.pop(B, None)
         while len(cache) >= WORKSPACES_PER_THREAD:
             del cache[next(iter(cache))]  # the oldest
-        cache[B] = self.target, build(B)
+        cache[B] = self.target, target_workspace(self.target, self.width, B, stacked)
         return cache[B][1]
 
     def __getstate__(self):
@@ -291,7 +291,7 @@ class MatrixFactorization(FactoredProblem):
         two subtractions of the plain formula at m = n = 20, and 10-20% less at m = n = 1000.
         """
         B, (m, k), (n, _) = len(x), self.layout[0][1], self.layout[1][1]
-        W, M = self._workspace(B, lambda B: target_workspace(self.target, k, B, stacked=m == n))
+        W, M = self._workspace(B, stacked=m == n)
         if m == n:
             X = x.reshape(B, 2, m, k)
             np.copyto(W[:, :, :k], X.mT)
@@ -384,7 +384,7 @@ class SymmetricFactorization(FactoredProblem):
         """∇f = (XXᵀ − M)X = X(XᵀX) − MX for a stack x (B, dim), into ``out``: with M = Φ diag σ Ψᵀ,
         ∇f = [Xᵀ; Φᵀ]ᵀ ([Xᵀ; −σΨᵀ] X), as in :meth:`MatrixFactorization._grad_rows` with U = V = X."""
         B, (m, k) = len(x), self.layout[0][1]
-        W, M = self._workspace(B, lambda B: target_workspace(self.target, k, B, stacked=True))
+        W, M = self._workspace(B, stacked=True)
         X = x.reshape(B, m, k)
         np.copyto(W[:, :, :k], X.mT[:, None])
         np.matmul(W[:, 1], X, out=M[:, 1])

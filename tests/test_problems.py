@@ -159,15 +159,20 @@ def test_bad_state_shapes_raise():
         p.pack(np.zeros((4, 2)))
 
 
+def dense_gradient(p, X):
+    """∇f = ((UVᵀ − Σ)V, (UVᵀ − Σ)ᵀU) from the dense residual, for a state or a stack of states."""
+    U, V = p.unpack(X)
+    R = U @ V.mT - p.target.dense()
+    return p.pack(R @ V, R.mT @ U)
+
+
 @given(shapes, st.integers(1, 5))
 @settings(max_examples=40, deadline=None)
 def test_batched_gradient_is_the_dense_formula_for_every_output_layout(shape, B):
     m, n, k, seed = shape
     p = make("asym", m, n, k, seed)
     X = np.random.default_rng(seed).standard_normal((B, p.dim))
-    U, V = p.unpack(X)
-    R = U @ V.mT - p.target.dense()
-    expected = np.concatenate([(R @ V).reshape(B, -1), (R.mT @ U).reshape(B, -1)], axis=1)
+    expected = dense_gradient(p, X)
     tol = dict(rtol=1e-12, atol=1e-12 * np.abs(expected).max())
     np.testing.assert_allclose(p.grad(X), expected, **tol)
     out = np.empty((B, p.dim))
@@ -194,7 +199,4 @@ def test_gradient_output_must_be_float64_and_follows_a_replaced_target():
         p.grad(X, out=np.empty(X.shape, dtype=np.float32))
     p.grad(X)  # builds the workspaces from the first target
     p.target = make("asym", 6, 4, 2, 7).target
-    U, V = p.unpack(X)
-    R = U @ V.mT - p.target.dense()
-    np.testing.assert_allclose(p.grad(X), np.concatenate([(R @ V).reshape(3, -1), (R.mT @ U).reshape(3, -1)], 1),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(p.grad(X), dense_gradient(p, X), rtol=1e-12, atol=1e-12)

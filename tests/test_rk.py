@@ -209,11 +209,10 @@ def test_every_window_reads_only_stages_already_computed(problem, method):
     solver = IN_PLACE[method](flow, 0.0, x0, 1.0, into=lambda t, y, out: flow(t, y, out=out))
     solver.step()
     solver.dense_output()
-    order = [next(j for j, row in enumerate(solver._k) if np.shares_memory(row, r)) if not np.shares_memory(
-        r, solver._y_row) else "y" for r in solver._rows]
-    windows = [(i, w) for i, w in enumerate(solver._stage_sums, start=1)] + [(solver.n_stages, solver._new_sum),
-                                                                              (solver.n_stages + 1, solver._err_sum)]
-    windows += [(i, w) for i, w in enumerate(getattr(solver, "_dense_sums", [[]])[0], start=solver.n_stages + 1)]
+    order = sorted(solver._where, key=solver._where.get)  # the label of each buffer row
+    windows = [*enumerate(solver._stage_sums, start=1), (solver.n_stages, solver._new_sum),
+               (solver.n_stages + 1, solver._err_sum)]
+    windows += list(enumerate(getattr(solver, "_dense_sums", [[]])[0], start=solver.n_stages + 1))
     for i, (rows, _, _) in windows:
         assert all(j == "y" or j < i for j in order[rows])
     if method is DOP853:
