@@ -4,10 +4,11 @@ flops, and the whole solve against nfev × (one right-hand side).
 The right-hand side is timed as the solver calls it, written into a preallocated row
 (``flow(t, x, out=row)``). The solve is timed side by side with it, and split into the time spent
 inside right-hand sides and the rest: the Runge–Kutta stage sums, error estimate and controller.
-That rest is memory traffic: DOP853 streams about 96 state-sized rows per step (each stage input is
-a sum over the earlier stages: 84 rows in all, see ``flows._rk.InPlaceDOP853``; the error scale and
-copies make the rest), and at dim 40,000 a row is 320 kB, so the 13 stage rows (4.2 MB) no longer
-fit one core's L2 cache. "row pass" is the measured time to stream one such row.
+That rest is memory traffic: DOP853 streams about 86 state-sized rows per step (each stage input is
+a sum over the earlier stages, and the update and error estimates one more: 74 rows in all, see
+``flows._rk.InPlaceDOP853``; the error scale and copies make the rest), and at dim 40,000 a row is
+320 kB, so the 13 stage rows (4.2 MB) no longer fit one core's 2 MB L2 cache. "row pass" is the
+measured time to stream one such row.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from flows._blas import limit
 from flows._rk import combine
 
 RHS_CALLS = 50
-# rows of the state one DOP853 step streams: its 11 stage sums, the update and the 2-row error
-# estimate over contiguous windows of the reordered stage buffer (84 rows), and about 12 passes of
+# rows of the state one DOP853 step streams: its 11 stage sums, and the update with the 2-row error
+# estimate, over contiguous windows of the reordered stage buffer (74 rows), and about 12 passes of
 # scaling the error and copying y and f
-ROWS_PER_STEP = 84 + 12
+ROWS_PER_STEP = 74 + 12
 
 
 def gemm_rate(threads) -> float:

@@ -11,6 +11,8 @@ copies the right-hand side into ``K[s]``, and estimates the error with two more 
   over a contiguous window of rows, written into a preallocated vector (:func:`combine`); DOP853
   orders its rows so that the windows skip the stages its tableau leaves out;
 - the right-hand side writes straight into its stage row (``into(t, y, out)``);
+- DOP853's error estimates do not use f(y_new), so y_new and both estimates come out of one product
+  over the stages (three rows of output), not three;
 - the error estimates and the scale are formed in preallocated buffers and summed by batch member
   on the way, so a batch has each member's own error norm (``member_error``) for free.
 
@@ -90,11 +92,18 @@ class _InPlace:
         else:
             self.K = self.K_extended = None
         self._stage_sums = [_window(self._where, {"y": 1.0, **dict(enumerate(self.A[i, :i]))}) for i in range(1, s)]
-        self._new_sum = _window(self._where, {"y": 1.0, **dict(enumerate(self.B))})
         weights = np.atleast_2d(np.stack([self.E5, self.E3]) if hasattr(self, "E5") else self.E)
-        self._err_sum = _window(self._where, dict(enumerate(weights.T)))
         self._h_inside = len(weights) == 1
-        self._err = np.empty((len(weights), self.n))
+        if weights[:, s].any():  # RK23, RK45: the error estimate needs f(y_new)
+            self._new_sum = _window(self._where, {"y": 1.0, **dict(enumerate(self.B))})
+            self._err_sum = _window(self._where, dict(enumerate(weights.T)))
+            self._err = np.empty((len(weights), self.n))
+            self._update = None
+        else:  # DOP853's does not: one pass over the stages gives y_new and both estimates
+            columns = np.column_stack([self.B, weights[:, :s].T])
+            self._new_sum = _window(self._where, {"y": np.eye(1, len(columns.T))[0], **dict(enumerate(columns))})
+            self._update = np.empty((len(columns.T), self.n))
+            self._err = self._update[1:]
         self._stage_in = np.empty(self.n)
         self._abs_y = np.abs(self.y)
         self._scale = np.empty(self.n)
@@ -110,10 +119,13 @@ class _InPlace:
         return np.stack(self._k[:self.n_stages + 1])
 
     def _sum(self, window, h, out):
-        """out ← y + h Σ a_j K_j over a window from :func:`_window` (y's coefficient stays 1)."""
+        """out ← y + h Σ a_j K_j over a window from :func:`_window` (y's coefficient stays 1); with
+        columns of coefficients, the first is that sum and the others (error weights) stay as they are."""
         rows, coef, y_at = window
-        scaled = coef * h
-        scaled[y_at] = 1.0
+        scaled = coef.copy()
+        first = scaled if coef.ndim == 1 else scaled[:, 0]
+        first *= h
+        first[y_at] = 1.0
         return combine(scaled, self._rows[rows], out)
 
     def _rhs(self, t, y, out):
@@ -124,7 +136,10 @@ class _InPlace:
         """Fill the stages for a step of size h from (t, y) (y in its buffer row); return y_new."""
         for i, window in enumerate(self._stage_sums, start=1):
             self._rhs(t + self.C[i] * h, self._sum(window, h, self._stage_in), self._k[i])
-        y_new = self._sum(self._new_sum, h, np.empty(self.n))
+        if self._update is None:
+            y_new = self._sum(self._new_sum, h, np.empty(self.n))
+        else:
+            y_new = self._sum(self._new_sum, h, self._update)[0].copy()
         self._rhs(t + h, y_new, self._k[self.n_stages])
         return y_new
 
@@ -141,9 +156,10 @@ class _InPlace:
         self._scale *= self.rtol
         self._scale += self.atol
         err = self._err
-        # RK23/RK45 scale by h before squaring, as scipy does (squares of E·K alone can overflow)
-        rows, weights, _ = self._err_sum
-        combine(weights * (abs(h) if self._h_inside else 1.0), self._rows[rows], err)
+        if self._update is None:
+            # RK23/RK45 scale by h before squaring, as scipy does (squares of E·K alone can overflow)
+            rows, weights, _ = self._err_sum
+            combine(weights * (abs(h) if self._h_inside else 1.0), self._rows[rows], err)
         err /= self._scale
         members = 1 if self.batch is None else self.batch
         by_member = err.reshape(len(err), members, -1)
@@ -204,9 +220,10 @@ class InPlaceDOP853(_InPlace, DOP853):
     """scipy's DOP853 with in-place stages (see :mod:`flows._rk`); real states only.
 
     Stages 1 and 2 only feed stages 2–4, and 3, 4 no later than stage 11, so the buffer keeps them
-    around y and K₀ ([K₂, K₁, y, K₀, K₃, K₄, …]): every stage sum, the update and the error estimate
-    then read one contiguous window, 84 rows a step instead of 103. A window's zero-coefficient rows
-    are always stages of the same attempt (0 · NaN left over from a rejected attempt would be NaN).
+    around y and K₀ ([K₂, K₁, y, K₀, K₃, K₄, …]): every stage sum, and the update with the error
+    estimates, then read one contiguous window, 74 rows a step (y + K in stage order would be 90
+    with the update fused, 103 without). A window's zero-coefficient rows are always stages of the
+    same attempt (0 · NaN left over from a rejected attempt would be NaN).
     """
 
     ORDER = (2, 1, "y", 0, *range(3, 16))

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._checks import positive
 from .descent import VARIANTS, scaled_gradient
+from .problems import negative_grad
 
 
 class GradientFlow:
@@ -47,9 +48,7 @@ class GradientFlow:
         self.problem = problem
 
     def __call__(self, t, x, out=None):
-        out = self.problem.grad(x, out=out)
-        np.negative(out, out=out)
-        return out
+        return negative_grad(self.problem, x, out)
 
     def jac(self, t, x):
         return -self.problem.hessian(x)

@@ -294,12 +294,10 @@ class EntrySampling(MeasurementOperator):
         self.shape = (m, n)
         self.scale = np.sqrt(m * n / p) if scale is None else positive(scale, "scale")
         self.rows, self.cols = rows.astype(np.intp), cols.astype(np.intp)
-        ids = np.arange(p)
         # incidence matrices: the adjoint scatters through them, so repeats add up
-        self._row_incidence = scipy.sparse.csr_array((np.full(p, self.scale), (self.rows, ids)), shape=(m, p))
-        self._col_incidence = scipy.sparse.csr_array((np.full(p, self.scale), (self.cols, ids)), shape=(n, p))
-        self._flat = scipy.sparse.csr_array((np.full(p, self.scale), (ids, self.rows * n + self.cols)),
-                                            shape=(p, m * n))
+        self._row_incidence = _incidence(self.rows, m, self.scale)
+        self._col_incidence = _incidence(self.cols, n, self.scale)
+        self._flat = _incidence(np.arange(p), p, self.scale, columns=self.rows * n + self.cols, width=m * n)
 
     @classmethod
     def from_mask(cls, mask, *, scale: float | None = None) -> "EntrySampling":
@@ -366,6 +364,21 @@ def _shape(shape) -> tuple[int, int]:
     if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
         raise ValueError(f"shape must be a pair (m, n), got {shape!r}")
     return positive_int(shape[0], "shape[0]"), positive_int(shape[1], "shape[1]")
+
+
+def _incidence(rows: np.ndarray, n_rows: int, scale: float, *, columns=None, width=None) -> scipy.sparse.csr_array:
+    """The (n_rows, width) CSR matrix with ``scale`` at (rows[s], columns[s]) for each s.
+
+    ``columns`` defaults to s itself and ``width`` to len(rows). The entries of a row keep the order
+    of s, as the COO route would leave them, but the arrays are built directly: that route costs
+    three times as much, and mini-batches of a completion problem build these every step.
+    """
+    columns = np.arange(rows.size) if columns is None else columns
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(n_rows + 1, dtype=np.intp)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return scipy.sparse.csr_array((np.full(rows.size, scale), columns[order], indptr),
+                                  shape=(n_rows, rows.size if width is None else width))
 
 
 def _sparse_left(S, Z: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ._checks import as_float_array, child_rng, positive, positive_int, seed_record, seed_sequence
 from .integrate import IntegrationError, _time_grid, integrate
-from .problems import couple_residual, distance_factors, lowrank_core
+from .problems import couple_residual, distance_factors, lowrank_core, negative_grad
 from .trajectory import Trajectory
 
 FORMS = ("residual", "additive")
@@ -228,6 +228,12 @@ class FunctionPerturbation(Perturbation):
                 "fn": getattr(self.fn, "__qualname__", repr(self.fn))}
 
 
+# Directions a RandomPerturbation keeps: a solver asks for the current piece and, in a step that
+# straddles a jump, the next one (then the current one again after a rejection); pieces are otherwise
+# visited in order, so the earliest drawn is the one to drop.
+DIRECTIONS_KEPT = 4
+
+
 @dataclass(frozen=True, eq=False)
 class RandomPerturbation(_OnGrid):
     r"""‖E‖ = ρ‖Σ − UVᵀ‖ + ξ₀ in a random direction that is constant on each piece of a time grid.
@@ -279,11 +285,19 @@ class RandomPerturbation(_OnGrid):
         return self.rho > 0
 
     def direction(self, j: int) -> np.ndarray:
-        """The unit direction on piece j."""
+        """The unit direction on piece j, shape (m, n) or (dim,), read-only.
+
+        The last ``DIRECTIONS_KEPT`` directions drawn are kept; any other is drawn again from its seed,
+        so a long grid costs no memory and the answer does not depend on which pieces came before.
+        """
         D = self._directions.get(j)
         if D is None:
             G = indexed_rng(self.seed, j).standard_normal(self._shape)
-            D = self._directions[j] = G / magnitude(G, self.norm)
+            D = G / magnitude(G, self.norm)
+            D.setflags(write=False)  # it is shared through the cache
+            if len(self._directions) >= DIRECTIONS_KEPT:
+                del self._directions[next(iter(self._directions))]  # the earliest drawn
+            self._directions[j] = D
         return D
 
     def at_piece(self, j, x):
@@ -529,8 +543,7 @@ class PerturbedGradientFlow:
     def __call__(self, t, x):
         if np.ndim(x) == 2:
             return np.stack([self(t, xi) for xi in x])
-        out = self.problem.grad(x)
-        np.negative(out, out=out)
+        out = negative_grad(self.problem, x)
         out += self.perturbation_term(t, x)
         return out
 

@@ -49,24 +49,32 @@ class MatrixSensing(FactoredProblem):
     """
 
     def __init__(self, target, operator, width: int, *, noise: float = 0.0, seed=None, measurements=None):
-        self.target: LowRankTarget = as_target(target)
+        target = as_target(target)
         if not is_operator(operator):
             raise TypeError(f"operator must be a measurement operator (see flows.operators), got "
                             f"{type(operator).__name__}")
-        if tuple(operator.shape) != self.target.shape:
-            raise ValueError(f"operator must have shape {self.target.shape} (the target's), got {tuple(operator.shape)}")
-        self.operator = operator
+        if tuple(operator.shape) != target.shape:
+            raise ValueError(f"operator must have shape {target.shape} (the target's), got {tuple(operator.shape)}")
         width = positive_int(width, "width")
-        m, n = self.target.shape
-        self.layout = (("U", (m, width)), ("V", (n, width)))
-        self.noise = positive(noise, "noise", allow_zero=True)
+        noise = positive(noise, "noise", allow_zero=True)
         if measurements is None:
             noise_seed = None if seed is None else child_rng(seed, 1)
-            y, xi = operator.measure(self.target, self.noise, noise_seed)
+            y, xi = operator.measure(target, noise, noise_seed)
         else:
-            if self.noise > 0:
+            if noise > 0:
                 raise ValueError("give either measurements or noise > 0, not both (the noise is already in y)")
             y, xi = as_float_array(measurements, "measurements", shape=(operator.n_measurements,)).copy(), None
+        self._init(target, operator, width, noise, seed, y, xi)
+
+    def _init(self, target: LowRankTarget, operator, width: int, noise: float, seed, y: np.ndarray, xi) -> None:
+        """Set up from checked parts: shared by ``__init__`` and :meth:`minibatch`, whose parts come
+        from this checked problem (mini-batch GD builds one every step, and the checks cost as much
+        as the batch's gradient)."""
+        self.target: LowRankTarget = target
+        self.operator = operator
+        m, n = target.shape
+        self.layout = (("U", (m, width)), ("V", (n, width)))
+        self.noise = noise
         y.setflags(write=False)
         self.measurements = y
         self._noise_vector = xi
@@ -152,7 +160,9 @@ class MatrixSensing(FactoredProblem):
         """
         op = self.operator.subset(indices)
         w = np.sqrt(self.operator.n_measurements / op.n_measurements)
-        return MatrixSensing(self.target, op, self.width, measurements=w * self.measurements[np.asarray(indices)])
+        batch = object.__new__(MatrixSensing)
+        batch._init(self.target, op, self.width, 0.0, None, w * self.measurements[np.asarray(indices)], None)
+        return batch
 
     def _residual_products(self, U, V, left=None, right=None):
         """(R·right, Rᵀ·left) with R = 𝒜*(y − 𝒜(UVᵀ)); right, left default to V, U."""
@@ -168,14 +178,16 @@ class MatrixSensing(FactoredProblem):
         U, V = self.unpack(x)
         return 0.5 * np.sum((self.operator.apply_factored(U, V) - self.measurements) ** 2, axis=-1)
 
-    def grad(self, x, out=None):
-        """∇f = (−RV, −RᵀU) with R = 𝒜*(y − 𝒜(UVᵀ)), packed like ``x``."""
-        U, V = self.unpack(x)
-        out = np.empty(np.shape(x)) if out is None else out
-        GU, GV = self.unpack(out)
+    def _grad_rows(self, x, out, negate=False):
+        """∇f = (−RV, −RᵀU) with R = 𝒜*(y − 𝒜(UVᵀ)) for a stack x (B, dim), into ``out`` (−∇f =
+        (RV, RᵀU) if ``negate``)."""
+        (U, V), (GU, GV) = self.unpack(x), self.unpack(out)
         RV, RtU = self._residual_products(U, V)
-        np.negative(RV, out=GU)
-        np.negative(RtU, out=GV)
+        if negate:
+            GU[...], GV[...] = RV, RtU
+        else:
+            np.negative(RV, out=GU)
+            np.negative(RtU, out=GV)
         return out
 
     def hvp(self, x, v):

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows import DivergenceError, MatrixFactorization, SymmetricFactorization, gradient_descent, init
+from flows.sensing import MatrixSensing
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,48 @@ def test_alternating_step_uses_the_new_U(problem):
     U1 = U - eta * problem.unpack(problem.grad(x0))[0]
     V1 = V - eta * problem.unpack(problem.grad(problem.pack(U1, V)))[1]
     np.testing.assert_allclose(gd.x[1], problem.pack(U1, V1), rtol=1e-15, atol=1e-15)
+
+
+def blocks_along_the_full_gradient(p, x0, eta, n_steps):
+    """Alternating GD as it was first written: each block steps along the full ∇f at the current state."""
+    x = x0.copy()
+    for _ in range(n_steps):
+        for sl in p.slices().values():
+            x[..., sl] -= eta * p.grad(x)[..., sl]
+    return x
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.booleans(), st.integers(1, 3), st.booleans(), st.integers(0, 10**6))
+@settings(max_examples=30, deadline=None)
+def test_alternating_gd_is_the_two_line_reference_and_the_full_gradient_blocks(m, n, square, k, batch, seed):
+    """Block gradients only: the same iterates as U₊ = U − η(UVᵀ − Σ)V, V₊ = V − η(U₊Vᵀ − Σ)ᵀU₊ with a
+    dense Σ, and bit for bit those of stepping each block along the full gradient."""
+    n = m if square else n
+    p = MatrixFactorization.random(m=m, n=n, rank=min(m, n, 2), width=k, condition=2.0, seed=seed)
+    x0 = np.stack([init.gaussian(p, 0.5, seed=seed + s) for s in range(3 if batch else 1)])
+    x0 = x0 if batch else x0[0]
+    eta, n_steps = 0.05, 25
+    gd = gradient_descent(p, x0, eta, n_steps, variant="alternating", record_every=n_steps, monitors={})
+    final = np.stack([run.final for run in gd]) if batch else gd.final
+    assert (gd[0] if batch else gd).meta["nfev"] == n_steps  # two half gradients a step
+
+    S = p.target.dense()
+    U, V = p.unpack(x0.copy())
+    for _ in range(n_steps):
+        U = U - eta * (U @ V.mT - S) @ V
+        V = V - eta * (U @ V.mT - S).mT @ U
+    np.testing.assert_allclose(final, p.pack(U, V), rtol=1e-12, atol=1e-13 * np.abs(final).max())
+
+    np.testing.assert_array_equal(final, blocks_along_the_full_gradient(p, x0, eta, n_steps))
+
+
+def test_alternating_gd_without_block_gradients_steps_along_the_full_one():
+    s = MatrixSensing.random(6, 5, 2, 2, 40, seed=0)
+    x0 = init.gaussian(s, 0.5, seed=1)
+    eta = 0.05
+    gd = gradient_descent(s, x0, eta, 3, variant="alternating", monitors={})
+    np.testing.assert_array_equal(gd.final, blocks_along_the_full_gradient(s, x0, eta, 3))
+    assert gd.meta["nfev"] == 6  # a full gradient for each block
 
 
 def test_scaled_step_is_preconditioned_by_the_other_gram(problem):

@@ -8,7 +8,7 @@ import pytest
 from flows import (DivergenceError, GradientFlow, MatrixFactorization, SymmetricFactorization, gradient_descent, init,
                    integrate)
 from flows.descent import minibatch_gradient_descent
-from flows.perturbations import (DiscretizationError, FixedPerturbation, FunctionPerturbation,
+from flows.perturbations import (DIRECTIONS_KEPT, DiscretizationError, FixedPerturbation, FunctionPerturbation,
                                  MinibatchSensingError, PerturbedGradientFlow, RandomPerturbation, SensingError,
                                  batch_indices, indexed_rng, integrate_piecewise, measurement_noise)
 from flows.sensing import MatrixSensing
@@ -196,6 +196,30 @@ def test_random_perturbation_is_reproducible_piecewise_constant_and_sized(fact):
     fro = RandomPerturbation(fact, 0.5, 0.1, grid, seed=7, norm="fro")
     assert np.linalg.norm(fro(0.0, x)) == pytest.approx(0.5 * fact.residual_norm(x) + 0.1, rel=1e-12)
     assert rp.state_dependent and not RandomPerturbation(fact, 0.0, 0.1, grid, seed=7).state_dependent
+
+
+@pytest.mark.parametrize("norm, form", [("op", "residual"), ("fro", "residual"), ("fro", "additive")])
+def test_random_directions_do_not_depend_on_the_visits_and_few_are_kept(fact, norm, form):
+    """Piece j's direction is child j's Gaussian, normalized, however the pieces are visited; the
+    perturbation keeps at most DIRECTIONS_KEPT of them."""
+    J = 40
+    shape = fact.target.shape if form == "residual" else (fact.dim,)
+    expected = []
+    for j in range(J):
+        G = indexed_rng(7, j).standard_normal(shape)
+        expected.append(G / (np.linalg.norm(G, 2) if norm == "op" else np.linalg.norm(G)))
+    rng = np.random.default_rng(0)
+    orders = {"forward": range(J), "backward": range(J - 1, -1, -1),
+              "revisits": [i for j in range(J) for i in (j, max(j - 1, 0), j)],
+              "scattered": rng.integers(0, J, 3 * J)}
+    for name, order in orders.items():
+        rp = RandomPerturbation(fact, 0.5, 0.1, np.arange(float(J)), seed=7, norm=norm, form=form)
+        for j in order:
+            np.testing.assert_array_equal(rp.direction(j), expected[j], err_msg=f"{name}, piece {j}")
+            assert len(rp._directions) <= DIRECTIONS_KEPT, name
+        assert len(rp._directions) == DIRECTIONS_KEPT
+    with pytest.raises(ValueError, match="read-only"):
+        rp.direction(0)[0] = 1.0
 
 
 def test_piecewise_and_plain_integration_agree_on_a_random_perturbation(fact):

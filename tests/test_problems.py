@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import taylor_slope
-from flows import LowRankTarget, MatrixFactorization, SymmetricFactorization
+from flows import GradientFlow, LowRankTarget, MatrixFactorization, SymmetricFactorization
 
 shapes = st.tuples(st.integers(1, 7), st.integers(1, 7), st.integers(1, 4), st.integers(0, 2**31 - 1))
 
@@ -181,6 +181,32 @@ def test_batched_gradient_is_the_dense_formula_for_every_output_layout(shape, B)
     strided = np.zeros((B, 2 * p.dim))[:, ::2]  # not contiguous: the result is copied in
     assert p.grad(X, out=strided) is strided
     np.testing.assert_allclose(strided, expected, **tol)
+
+
+@pytest.mark.parametrize("kind", ["asym", "sym"])
+@given(shapes, st.integers(1, 4))
+@settings(max_examples=30, deadline=None)
+def test_negative_gradient_is_minus_the_gradient_bit_for_bit(kind, shape, B):
+    m, n, k, seed = shape
+    p = make(kind, m, n, k, seed)
+    X = np.random.default_rng(seed).standard_normal((B, p.dim))
+    # negating the small middle factors is exact, like negating the product
+    np.testing.assert_array_equal(p.negative_grad(X), -p.grad(X))
+    np.testing.assert_array_equal(p.negative_grad(X[0]), -p.grad(X[0]))
+    out = np.empty_like(X)
+    assert p.negative_grad(X, out=out) is out
+    np.testing.assert_array_equal(out, -p.grad(X))
+    np.testing.assert_array_equal(GradientFlow(p)(0.0, X), -p.grad(X))
+
+
+def test_a_problem_with_only_a_gradient_still_flows():
+    p = make("asym", 5, 4, 2, 0)
+
+    class GradOnly:  # the minimal problem protocol of flows.dynamics: a grad, no negative_grad
+        grad = staticmethod(p.grad)
+
+    x = np.random.default_rng(0).standard_normal(p.dim)
+    np.testing.assert_array_equal(GradientFlow(GradOnly())(0.0, x), -p.grad(x))
 
 
 def test_batch_workspaces_stay_out_of_pickles():

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,22 @@ def test_products_agree_with_apply_adjoint_and_matrix(size, k):
         np.testing.assert_allclose(AtU, M.T @ U, atol=1e-12 * (1 + np.abs(M.T @ U).max()), err_msg=name)
         N = op.normal(X)
         np.testing.assert_allclose(N, op.adjoint(op.apply(X)), atol=1e-12 * (1 + np.abs(N).max()), err_msg=name)
+
+
+@given(sizes)
+@settings(max_examples=40, deadline=None)
+def test_sampling_incidences_are_the_canonical_sparse_matrices(size):
+    """Built directly, they hold what scipy's COO route gives (so every scatter sums in the same order)."""
+    m, n, p, seed = size
+    op = operators(m, n, p, seed)["entries"]
+    ids = np.arange(p)
+    for S, (rows, cols, shape) in ((op._row_incidence, (op.rows, ids, (m, p))),
+                                   (op._col_incidence, (op.cols, ids, (n, p))),
+                                   (op.as_matrix(), (ids, op.rows * n + op.cols, (p, m * n)))):
+        ref = scipy.sparse.csr_array((np.full(p, op.scale), (rows, cols)), shape=shape)
+        assert S.shape == ref.shape
+        for part in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(S, part), getattr(ref, part))
 
 
 def test_operators_accept_batches():
@@ -141,6 +158,16 @@ def test_batched_states(kind, rng):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_negative_gradient_is_minus_the_gradient_bit_for_bit(kind, rng):
+    p = sensing(kind)
+    X = rng.standard_normal((3, p.dim))
+    np.testing.assert_array_equal(p.negative_grad(X), -p.grad(X))
+    np.testing.assert_array_equal(GradientFlow(p)(0.0, X[0]), -p.grad(X[0]))
+    with pytest.raises(ValueError, match="x must have shape"):
+        p.grad(X[:, 1:])
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_loss_invariant_and_zero_at_the_target(kind, rng):
     p = sensing(kind)
     x = rng.standard_normal(p.dim)
@@ -186,6 +213,27 @@ def test_minibatch_problem_is_unbiased(rng):
         np.testing.assert_allclose(mean, p.grad(x), rtol=1e-11, atol=1e-11 * np.abs(p.grad(x)).max())
         whole = p.minibatch(np.arange(q))
         np.testing.assert_allclose(whole.grad(x), p.grad(x), rtol=1e-12, atol=1e-12 * np.abs(p.grad(x)).max())
+
+
+@given(st.sampled_from(KINDS), st.integers(1, 25), st.integers(0, 2**31 - 1))
+@settings(max_examples=40, deadline=None)
+def test_minibatch_is_the_checked_problem_on_the_batch(kind, b, seed):
+    """minibatch builds from this problem's checked parts: the same numbers as the checked constructor."""
+    p = sensing(kind, seed=seed % 1000)
+    q = p.operator.n_measurements
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(q, size=min(b, q), replace=False)
+    batch = p.minibatch(idx)
+    checked = MatrixSensing(p.target, p.operator.subset(idx), p.width,
+                            measurements=np.sqrt(q / idx.size) * p.measurements[idx])
+    x, v = rng.standard_normal((2, 3, p.dim))
+    for method in ("grad", "loss"):
+        np.testing.assert_array_equal(getattr(batch, method)(x), getattr(checked, method)(x))
+    np.testing.assert_array_equal(batch.grad(x[0], out=np.empty(p.dim)), checked.grad(x[0]))
+    np.testing.assert_array_equal(batch.hvp(x[0], v[0]), checked.hvp(x[0], v[0]))
+    np.testing.assert_array_equal(batch.noise_vector, checked.noise_vector)
+    assert batch.describe() == checked.describe() and not batch.measurements.flags.writeable
+    assert type(batch) is MatrixSensing and batch.operator.gram is None
 
 
 def test_noise_is_seeded_and_recorded():
