@@ -151,14 +151,6 @@ def _alternating_step(problem, eta: float):
 
     width, bound = problem.width, {}
 
-    def block(Wa, Wb, Mb, A, B, GA):
-        """η∇_A f = η Waᵀ(Wb B) into GA, A the block stepped and B the other factor, both (S, rows, k)."""
-        np.copyto(Wa[:, :width], A.mT)
-        np.copyto(Wb[:, :width], B.mT)
-        np.matmul(Wb, B, out=Mb)
-        np.matmul(Wa.mT, Mb, out=GA)
-        GA *= eta
-
     def step(k, x, g):
         if bound.get("x") is not x or bound.get("g") is not g:
             # _descend steps the same buffers every time: unpacking them and sizing the workspace
@@ -166,11 +158,18 @@ def _alternating_step(problem, eta: float):
             X, G = x.reshape(-1, problem.dim), g.reshape(-1, problem.dim)
             bound.update(x=x, g=g, views=(*problem.unpack(X), *problem.unpack(G)),
                          work=target_workspace(problem.target, width, len(X), stacked=False))
-        U, V, GU, GV = bound["views"]
+        U, V, GU, GV = bound["views"]  # stacks (S, rows, k)
         (Wu, Wv), (Mu, Mv) = bound["work"]
-        block(Wu, Wv, Mv, U, V, GU)
+        np.copyto(Wu[:, :width], U.mT)
+        np.copyto(Wv[:, :width], V.mT)
+        np.matmul(Wv, V, out=Mv)
+        np.matmul(Wu.mT, Mv, out=GU)  # ∇_U f(U, V)
+        GU *= eta
         U -= GU
-        block(Wv, Wu, Mu, V, U, GV)
+        np.copyto(Wu[:, :width], U.mT)  # V is unchanged, and so is Wv
+        np.matmul(Wu, U, out=Mu)
+        np.matmul(Wv.mT, Mu, out=GV)  # ∇_V f(U₊, V)
+        GV *= eta
         V -= GV
         return 1
 
