@@ -338,26 +338,25 @@ def _normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-def parse_expression(text: str, names: dict, claim_name: str = ""):
-    """Parse one expression of the claim language (no comparison) into sympy."""
+def _syntax_tree(text: str, claim_name: str):
+    """(normalized text, body of its Python expression tree); a syntax error points into the text."""
     text = _normalize(text)
     try:
-        tree = ast.parse(text, mode="eval")
+        return text, ast.parse(text, mode="eval").body
     except SyntaxError as exc:
         col = (exc.offset or 1) - 1
         raise ClaimError(f"syntax error: {exc.msg}", text, (col, col + 1), claim_name) from None
-    return _Interpreter(text, names, claim_name).eval(tree.body), text
+
+
+def parse_expression(text: str, names: dict, claim_name: str = ""):
+    """Parse one expression of the claim language (no comparison) into sympy."""
+    text, body = _syntax_tree(text, claim_name)
+    return _Interpreter(text, names, claim_name).eval(body), text
 
 
 def parse_claim(text: str, names: dict, claim_name: str = ""):
     """Parse ``lhs OP rhs`` into (lhs, op, rhs) sympy scalars; errors point into ``text``."""
-    text = _normalize(text)
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        col = (exc.offset or 1) - 1
-        raise ClaimError(f"syntax error: {exc.msg}", text, (col, col + 1), claim_name) from None
-    body = tree.body
+    text, body = _syntax_tree(text, claim_name)
     interp = _Interpreter(text, names, claim_name)
     if not isinstance(body, ast.Compare):
         interp.fail(body, "a claim must be one comparison: 'lhs <= rhs', 'lhs >= rhs' or 'lhs == rhs'")
@@ -568,7 +567,8 @@ class Run:
     def __post_init__(self):
         if self.dynamics not in S.DYNAMICS:
             raise ValueError(f"dynamics must be one of {S.DYNAMICS}, got {self.dynamics!r}")
-        S.problem_values(self.problem)
+        # Σ, its singular vectors and complements (two SVDs): checked here, reused by every claim
+        object.__setattr__(self, "_problem_values", S.problem_values(self.problem))
         if tuple(map(tuple, self.trajectory.layout)) != tuple((a, tuple(b)) for a, b in self.problem.layout):
             raise ValueError(f"trajectory layout {self.trajectory.layout} does not match the problem's "
                              f"{self.problem.layout}")
@@ -623,7 +623,7 @@ class Run:
     def values(self, needed: set, params: Mapping) -> dict:
         """Numeric values of the leaves ``needed`` on every saved state (time-first)."""
         traj, dyn = self.trajectory, self.dynamics
-        env = {**S.problem_values(self.problem), "U": traj.U, "V": traj.V, "t": np.asarray(traj.t, dtype=float)}
+        env = {**self._problem_values, "U": traj.U, "V": traj.V, "t": np.asarray(traj.t, dtype=float)}
         sigma = np.asarray(self.problem.target.sigma)
         env.update(sigma_1=float(sigma[0]), sigma_r=float(sigma[-1]), kappa=float(sigma[0] / sigma[-1]))
         if "eta" in needed:

@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
-import tomllib
 from dataclasses import replace
 
 import numpy as np
 
 from . import bounds, claims
+from ._config import read_toml
+from .discretization import number_of_steps
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "claims_example.toml")
 
@@ -50,7 +52,8 @@ ENSEMBLE_DEFAULTS = {
     "perturbation": {"rho": 0.1, "xi0": 0.01, "pieces": 40, "norm": "op"},
 }
 """Ensemble configuration defaults. ``seeds``: a count (seeds 0..N−1) or a list of init seeds.
-``step_size``: η for GD and the modified flow (default 1/(5σ₁)). ``init``: "gaussian" or "balanced"."""
+``step_size``: η for GD and the modified flow, dividing t_end (default: the largest such η ≤ 1/(5σ₁)).
+``init``: "gaussian" or "balanced"."""
 
 _CLAIM_FIELDS = {"statement", "name", "tol", "rtol", "params", "dynamics", "expect", "description", "quantities"}
 
@@ -85,11 +88,10 @@ def build_runs(ensemble: dict | None = None) -> list[bounds.Run]:
     Returns
     -------
     list of Run
-        Seed s starts from ``init.<init>(problem, scale, seed=SeedSequence(s).spawn(2)[0])`` and its
-        PGF perturbation is a :class:`flows.perturbations.RandomPerturbation` seeded with the second
-        child. The children keep the init independent of the target even when s equals
-        ``target_seed``: ``init.gaussian(p, seed=0)`` on ``MatrixFactorization.random(seed=0)`` draws
-        the very Gaussian matrix whose QR is Φ, so U₀ would lie in col(Φ) exactly.
+        Seed s starts from ``init.<init>(problem, scale, seed=s)`` and its PGF perturbation is a
+        :class:`flows.perturbations.RandomPerturbation` with ``seed=s``: the initial state, the target
+        and the perturbation's pieces draw from separate streams of s (:func:`flows._checks.seed_rng`),
+        so they stay independent even when s equals ``target_seed``.
     """
     from flows import GradientFlow, MatrixFactorization, ModifiedFlow, PerturbedGradientFlow, gradient_descent, init
     from flows import integrate, integrate_piecewise, perturbations
@@ -98,16 +100,18 @@ def build_runs(ensemble: dict | None = None) -> list[bounds.Run]:
     problem = MatrixFactorization.random(m=c["m"], n=c["n"], rank=c["rank"], width=c["width"],
                                          condition=c["condition"], seed=c["target_seed"])
     seeds = list(range(c["seeds"])) if isinstance(c["seeds"], int) else list(c["seeds"])
-    eta = c["step_size"] if c["step_size"] is not None else 0.2 / float(problem.target.sigma[0])
-    n_steps = max(1, int(round(c["t_end"] / eta)))
+    if c["step_size"] is None:  # the largest η ≤ 1/(5σ₁) that reaches t_end in whole steps
+        eta = c["t_end"] / math.ceil(5 * float(problem.target.sigma[0]) * c["t_end"])
+    else:
+        eta = c["step_size"]
+    n_steps = number_of_steps(eta, c["t_end"], "step_size")
     record = max(1, n_steps // (c["n_save"] - 1))
     grid = np.linspace(0.0, c["t_end"], c["n_save"])
     solver = {"method": c["method"], "rtol": c["rtol"], "atol": c["atol"]}
     pert = c["perturbation"]
     runs = []
     for s in seeds:
-        init_seed, perturbation_seed = np.random.SeedSequence(s).spawn(2)
-        x0 = getattr(init, c["init"])(problem, c["scale"], seed=init_seed)
+        x0 = getattr(init, c["init"])(problem, c["scale"], seed=s)
         provenance = {"seed": s}
         for dyn in c["dynamics"]:
             label = f"{dyn} seed {s}"
@@ -119,7 +123,7 @@ def build_runs(ensemble: dict | None = None) -> list[bounds.Run]:
                 form = dyn.split("_", 1)[1]
                 model = perturbations.RandomPerturbation(
                     problem, pert["rho"], pert["xi0"], np.linspace(0.0, c["t_end"], pert["pieces"], endpoint=False),
-                    perturbation_seed, norm=pert["norm"] if form == "residual" else "fro", form=form)
+                    s, norm=pert["norm"] if form == "residual" else "fro", form=form)
                 flow = PerturbedGradientFlow(problem, model, form)
                 traj = integrate_piecewise(flow, x0, c["t_end"], t_eval=grid, provenance=provenance, **solver)
             else:
@@ -137,31 +141,22 @@ def _claim(entry, index: int) -> bounds.Claim:
     if not isinstance(entry, dict):
         raise TypeError(f"claim {index} must be a table, a Claim or a catalogue name, got {type(entry).__name__}")
     entry = dict(entry)
-    if "use" in entry:
-        base = claims.get(entry.pop("use"))
-        unknown = sorted(set(entry) - _CLAIM_FIELDS)
-        if unknown:
-            raise ValueError(f"claim {index}: unknown field(s) {unknown}")
-        params = {**base.params, **entry.pop("params", {})}
-        return replace(base, params=params, **{k: (tuple(v) if k == "dynamics" else v) for k, v in entry.items()})
+    use = entry.pop("use", None)
     unknown = sorted(set(entry) - _CLAIM_FIELDS)
-    if unknown or "statement" not in entry:
+    if unknown or (use is None and "statement" not in entry):
         raise ValueError(f"claim {index}: needs 'statement' (or 'use'); unknown field(s) {unknown}; "
                          f"fields: {sorted(_CLAIM_FIELDS)}")
-    if "dynamics" in entry:
-        entry["dynamics"] = tuple(entry["dynamics"])
-    return bounds.Claim(**entry)
+    if use is None:
+        return bounds.Claim(**entry)
+    base = claims.get(use)
+    return replace(base, params={**base.params, **entry.pop("params", {})}, **entry)
 
 
 def load(path) -> tuple[list[bounds.Claim], dict, dict]:
     """Claims, ensemble config and parameter values from a TOML file or a Python module."""
     path = os.fspath(path)
     if path.endswith(".toml"):
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-        unknown = sorted(set(data) - {"ensemble", "params", "claim"})
-        if unknown:
-            raise ValueError(f"{path}: unknown table(s) {unknown}; expected [ensemble], [params], [[claim]]")
+        data = read_toml(path, {"ensemble", "params", "claim"}, arrays=("claim",))
         entries, ensemble, params = data.get("claim", []), data.get("ensemble", {}), data.get("params", {})
     elif path.endswith(".py"):
         spec = importlib.util.spec_from_file_location("pgflow_claims", path)

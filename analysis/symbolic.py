@@ -1210,12 +1210,12 @@ def problem_values(problem) -> dict:
     layout = getattr(problem, "layout", None)
     target = getattr(problem, "target", None)
     if (layout is None or len(layout) != 2 or target is None
-            or not all(hasattr(target, a) for a in ("Phi", "sigma", "Psi"))):
+            or not all(hasattr(target, a) for a in ("Phi", "sigma", "Psi", "dense"))):
         raise TypeError("analysis.symbolic models the asymmetric factorization f = ½‖UVᵀ − Σ‖²_F: the problem "
                         f"needs two factors (U, V) and a LowRankTarget, got {type(problem).__name__}")
     (_, (m_, k_)), (_, (n_, _)) = layout
     Phi_, Psi_ = np.asarray(target.Phi), np.asarray(target.Psi)
-    return {"Sigma": (Phi_ * target.sigma) @ Psi_.T, "Phi": Phi_, "Psi": Psi_, "Phi_perp": _complement(Phi_),
+    return {"Sigma": target.dense(), "Phi": Phi_, "Psi": Psi_, "Phi_perp": _complement(Phi_),
             "Psi_perp": _complement(Psi_), "Sigma_star": np.diag(target.sigma), "m": m_, "n": n_, "k": k_,
             "r": len(target.sigma)}
 

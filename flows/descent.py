@@ -14,7 +14,7 @@ import numpy as np
 from . import monitors as _monitors
 from ._checks import positive, positive_int, seed_record
 from .perturbations import PerturbedGradientFlow, batch_indices, indexed_rng
-from .problems import MatrixFactorization, target_workspace
+from .problems import MatrixFactorization, factor_gradient, target_workspace
 from .trajectory import PiecewiseLinear, Trajectory, package_version
 
 VARIANTS = ("simultaneous", "alternating", "scaled")
@@ -132,12 +132,11 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
 def _alternating_step(problem, eta: float):
     """The step ``step(k, x, g)`` of alternating GD: U₊ = U − η∇_U f(U, V), then V₊ = V − η∇_V f(U₊, V).
 
-    For a :class:`flows.MatrixFactorization` each block computes only its own gradient, in the
-    factored form of its full gradient (same products, so the same numbers): with the
-    :func:`flows.problems.target_workspace` buffers Wu = [Uᵀ; Φᵀ] and Wv = [Vᵀ; −σΨᵀ],
-    ∇_U f = Wuᵀ(Wv V) = U VᵀV − ΣV and ∇_V f = Wvᵀ(Wu U) = V UᵀU − ΣᵀU. The two halves cost one
-    gradient, and the step returns 1 (its share of ``nfev``). Other problems have no block
-    gradient: each block step evaluates the full ∇f and the step returns 2.
+    For a :class:`flows.MatrixFactorization` each block computes only its own gradient with
+    :func:`flows.problems.factor_gradient`, one of the two halves its full gradient is made of (same
+    products, so the same numbers): ∇_U f = Wuᵀ(Wv V) = U VᵀV − ΣV and ∇_V f = Wvᵀ(Wu U) = V UᵀU −
+    ΣᵀU. The two halves cost one gradient, and the step returns 1 (its share of ``nfev``). Other
+    problems have no block gradient: each block step evaluates the full ∇f and the step returns 2.
     """
     if not isinstance(problem, MatrixFactorization):
         blocks = tuple(problem.slices().values())
@@ -162,13 +161,11 @@ def _alternating_step(problem, eta: float):
         (Wu, Wv), (Mu, Mv) = bound["work"]
         np.copyto(Wu[:, :width], U.mT)
         np.copyto(Wv[:, :width], V.mT)
-        np.matmul(Wv, V, out=Mv)
-        np.matmul(Wu.mT, Mv, out=GU)  # ∇_U f(U, V)
+        factor_gradient(Wu, Wv, V, Mv, GU)  # ∇_U f(U, V)
         GU *= eta
         U -= GU
         np.copyto(Wu[:, :width], U.mT)  # V is unchanged, and so is Wv
-        np.matmul(Wu, U, out=Mu)
-        np.matmul(Wv.mT, Mu, out=GV)  # ∇_V f(U₊, V)
+        factor_gradient(Wv, Wu, U, Mu, GV)  # ∇_V f(U₊, V)
         GV *= eta
         V -= GV
         return 1

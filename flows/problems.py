@@ -90,6 +90,19 @@ def target_workspace(target: LowRankTarget, k: int, B: int, stacked: bool):
     return blocks, np.empty((2, B, q, k))
 
 
+def factor_gradient(Wa, Wb, B, Mb, out, negate: bool = False):
+    """One factor's part of the factored gradient, out ← Waᵀ (Wb B) (or its negative), with the
+    :func:`target_workspace` buffers whose top k rows already hold the factors transposed.
+
+    ∇_U f = Wuᵀ (Wv V) with Wa = Wu = [Uᵀ; Φᵀ], Wb = Wv = [Vᵀ; −σΨᵀ], B = V; ∇_V f likewise with the
+    roles swapped. Mb receives Wb B, (k + r)×k per state; −∇f negates it, not the larger result.
+    """
+    np.matmul(Wb, B, out=Mb)
+    if negate:
+        np.negative(Mb, out=Mb)
+    return np.matmul(Wa.mT, Mb, out=out)
+
+
 def negative_grad(problem, x, out=None):
     """−∇f(x) into ``out``: the problem's own ``negative_grad`` if it has one (no negation pass), else
     its ``grad``, negated in place."""
@@ -327,12 +340,8 @@ class MatrixFactorization(FactoredProblem):
         (Wu, Wv), (Mu, Mv), (U, V), (GU, GV) = W, M, self.unpack(x), self.unpack(out)
         np.copyto(Wu[:, :k], U.mT)
         np.copyto(Wv[:, :k], V.mT)
-        np.matmul(Wu, U, out=Mu)
-        np.matmul(Wv, V, out=Mv)
-        if negate:
-            np.negative(M, out=M)
-        np.matmul(Wu.mT, Mv, out=GU)
-        np.matmul(Wv.mT, Mu, out=GV)
+        factor_gradient(Wu, Wv, V, Mv, GU, negate)
+        factor_gradient(Wv, Wu, U, Mu, GV, negate)
         return out
 
     def hvp(self, x, v):
