@@ -1,16 +1,24 @@
-"""pgflow's analysis layer: comparisons, discretization, symbolic derivatives, bounds, sweeps.
+"""pgflow's analysis layer: studies on top of trajectories.
 
-The submodules load on first use (``analysis.bounds`` or ``from analysis import bounds``): the
-symbolic ones bring sympy and derive their quantities when imported, which a figure script, a
-``pgflow`` command or a sweep worker that never uses them should not pay for.
+:mod:`.compare` (GD against a flow, aligned in time), :mod:`.discretization` and
+:mod:`.discretization_report` (error against step size, fitted orders), :mod:`.stability` (sharpness,
+the edge of stability), :mod:`.symbolic` (matrix calculus with exact checks), :mod:`.bounds` and
+:mod:`.claims` (claimed inequalities checked on trajectories), :mod:`.sweeps` (grids of runs),
+:mod:`.setups` (one description of a run, one builder), and the helpers :mod:`.config` (TOML
+files), :mod:`.text` (tables), :mod:`.fitting` (power laws) and :mod:`.provenance` (code versions).
+
+The submodules load on first use (``pgflow.analysis.bounds`` or ``from pgflow.analysis import
+bounds``): the symbolic ones bring sympy and derive their quantities when imported, which a figure
+script, a ``pgflow`` command or a sweep worker that never uses them should not pay for.
 """
 
 import importlib
 
 from .compare import Comparison, compare
 
-__all__ = ["Comparison", "bounds", "claims", "compare", "discretization", "stability", "symbolic"]
-_LAZY = frozenset({"bounds", "claims", "discretization", "stability", "symbolic"})
+_LAZY = frozenset({"bounds", "claims", "config", "discretization", "discretization_report", "fitting", "provenance",
+                   "setups", "stability", "sweeps", "symbolic", "text"})
+__all__ = ["Comparison", "compare", *sorted(_LAZY)]
 
 
 def __getattr__(name):

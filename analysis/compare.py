@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flows import monitors as _monitors
-from flows.problems import lowrank_frobenius
-from flows.trajectory import Trajectory
+from ..flows import monitors as _monitors
+from ..flows.problems import lowrank_frobenius
+from ..flows.trajectory import Dynamics, Trajectory
 
 # Two times are the same grid point when they differ by less than this, relative to the time span:
 # k·η computed two ways (k·η against (k/2)·(2η)) differs by a few ulps.
@@ -39,6 +39,8 @@ class Comparison:
     meta : dict
         How ``b`` was aligned (``"grid"``: its saved states; ``"dense"``: its dense output), the
         monitors that could not be compared and why, and the provenance of both trajectories.
+    dynamics : pgflow.flows.Dynamics or None
+        What moved ``a`` (for GD, its step size).
     """
 
     t: np.ndarray
@@ -48,6 +50,7 @@ class Comparison:
     product_scale: np.ndarray
     monitors: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    dynamics: Dynamics | None = None
 
     @property
     def state_relative(self) -> np.ndarray:
@@ -91,7 +94,7 @@ def compare(a, b, *, monitors=None, problem=None) -> Comparison:
         Usually the flow; must cover the times of ``a`` and have the same factor layout.
     monitors : dict of name -> ``fn(t, x)``, optional
         Used only when ``b`` is read from its dense output, to evaluate the shared monitors on the
-        interpolated states. Default: :func:`flows.monitors.default` of ``problem`` if given;
+        interpolated states. Default: :func:`pgflow.flows.monitors.default` of ``problem`` if given;
         with neither, monitors are compared only on a shared grid (skipped ones are listed in
         ``meta["skipped_monitors"]``).
     problem : problem object, optional
@@ -103,7 +106,7 @@ def compare(a, b, *, monitors=None, problem=None) -> Comparison:
 
     Examples
     --------
-    >>> from flows import MatrixFactorization, GradientFlow, gradient_descent, init, integrate
+    >>> from pgflow.flows import MatrixFactorization, GradientFlow, gradient_descent, init, integrate
     >>> p = MatrixFactorization.random(m=5, n=4, rank=2, width=2, seed=0)
     >>> x0 = init.gaussian(p, 0.3, seed=1)
     >>> gd = gradient_descent(p, x0, step_size=0.01, n_steps=100)
@@ -150,5 +153,5 @@ def compare(a, b, *, monitors=None, problem=None) -> Comparison:
             "a": dict(a.meta), "b": dict(b.meta)}
     return Comparison(t=np.array(a.t, dtype=float), state=np.linalg.norm(a.x - xb, axis=1), product=product,
                       state_scale=np.linalg.norm(xb, axis=1), product_scale=lowrank_frobenius(Ub, Vb),
-                      monitors=diffs, meta=meta)
+                      monitors=diffs, meta=meta, dynamics=a.dynamics)
 

@@ -1,14 +1,14 @@
 r"""How far gradient descent is from the flow, and why: error against step size, fitted order.
 
 GD with step η is explicit Euler on the gradient flow, so over a fixed time T its iterates are O(η)
-from the flow and O(η²) from the modified flow :class:`flows.dynamics.ModifiedFlow`
+from the flow and O(η²) from the modified flow :class:`pgflow.flows.dynamics.ModifiedFlow`
 (ẋ = −∇f − (η/2)∇²f∇f). :func:`error_vs_step` measures that error for several η, with a reference
 solution checked to be 100× more accurate than the smallest error it is used to measure, and
-:func:`fit_order` (:func:`analysis.fitting.fit_power_law`) fits the slope of log error against log η.
+:func:`fit_order` (:func:`pgflow.analysis.fitting.fit_power_law`) fits the slope of log error against log η.
 
-The same holds for the other schemes of :func:`flows.gradient_descent`: alternating GD has plain GF
+The same holds for the other schemes of :func:`pgflow.flows.gradient_descent`: alternating GD has plain GF
 as its flow limit and its own O(η) modified flow; ScaledGD is Euler on
-:class:`flows.dynamics.ScaledGradientFlow`.
+:class:`pgflow.flows.dynamics.ScaledGradientFlow`.
 
 The imbalance D = UᵀU − VᵀV, conserved by GF, is where the two differ most visibly:
 one simultaneous GD step changes it by exactly η²(G_UᵀG_U − G_VᵀG_V) (:func:`imbalance_step`), and
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flows import GradientFlow, gradient_descent, integrate
-from flows._checks import as_float_array, positive
-from flows.descent import VARIANTS
-from flows.dynamics import ModifiedFlow, ScaledGradientFlow
-from flows.trajectory import package_version
+from ..flows import GradientFlow, gradient_descent, integrate
+from ..flows.checks import as_float_array, positive, renamed
+from ..flows.descent import number_of_steps
+from ..flows.dynamics import VARIANTS, ModifiedFlow, ScaledGradientFlow
+from ..flows.version import package_version
 
 from .compare import compare
 from .fitting import PowerLaw, fit_power_law
@@ -52,7 +52,8 @@ def _gradient_gram(problem, x) -> np.ndarray:
     return GU.T @ GU - GV.T @ GV
 
 
-def imbalance_step(problem, x, eta: float) -> np.ndarray:
+@renamed(eta="step_size")
+def imbalance_step(problem, x, step_size: float) -> np.ndarray:
     """The exact change of D = UᵀU − VᵀV in one simultaneous GD step: η²(G_UᵀG_U − G_VᵀG_V).
 
     Exact for every loss of the form f(UVᵀ) (factorization, sensing, completion): the O(η) terms
@@ -62,17 +63,18 @@ def imbalance_step(problem, x, eta: float) -> np.ndarray:
     ----------
     problem : problem object
     x : array_like, shape (dim,)
-    eta : float
+    step_size : float
         The step size η > 0.
 
     Returns
     -------
     ndarray, shape (k, k)
     """
-    return positive(eta, "eta") ** 2 * _gradient_gram(problem, x)
+    return positive(step_size, "step_size") ** 2 * _gradient_gram(problem, x)
 
 
-def imbalance_rate(problem, x, eta: float) -> np.ndarray:
+@renamed(eta="step_size")
+def imbalance_rate(problem, x, step_size: float) -> np.ndarray:
     """dD/dt along the (simultaneous) modified flow: η(G_UᵀG_U − G_VᵀG_V).
 
     Differentiating the identity UᵀG_U + G_UᵀU = VᵀG_V + G_VᵀV along ∇f turns the −(η/2)∇²f∇f
@@ -83,14 +85,14 @@ def imbalance_rate(problem, x, eta: float) -> np.ndarray:
     ----------
     problem : problem object
     x : array_like, shape (dim,)
-    eta : float
+    step_size : float
         The step size η > 0 of the modified flow.
 
     Returns
     -------
     ndarray, shape (k, k)
     """
-    return positive(eta, "eta") * _gradient_gram(problem, x)
+    return positive(step_size, "step_size") * _gradient_gram(problem, x)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,15 +162,6 @@ def _merged_grid(grids) -> np.ndarray:
     return t[keep]
 
 
-def number_of_steps(eta: float, t_end: float, name: str = "step_sizes") -> int:
-    """t_end / η as a whole number of GD steps, or a ValueError naming ``name``."""
-    n = int(round(t_end / eta))
-    if n < 1 or abs(n * eta - t_end) > 1e-9 * t_end:
-        raise ValueError(f"{name} must divide t_end = {t_end:g} into whole steps, got {eta:g} "
-                         f"({t_end / eta:.6g} steps)")
-    return n
-
-
 def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow",
                   variant: str = "simultaneous", measure: str = "state", reference_rtol: float = 1e-12,
                   reference_atol: float | None = None, method: str = "DOP853") -> DiscretizationStudy:
@@ -192,7 +185,7 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
         The common final time T.
     against : {"flow", "modified"}
     variant : {"simultaneous", "alternating", "scaled"}
-        The GD scheme (see :func:`flows.gradient_descent`).
+        The GD scheme (see :func:`pgflow.flows.gradient_descent`).
     measure : {"state", "product"}
         Error in the flat state (‖·‖₂) or in UVᵀ (‖·‖_F, blind to the (UQ, VQ) symmetry).
     reference_rtol : float
@@ -215,7 +208,7 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
 
     Examples
     --------
-    >>> from flows import MatrixFactorization, init
+    >>> from pgflow.flows import MatrixFactorization, init
     >>> p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, condition=2.0, seed=0)
     >>> x0 = init.gaussian(p, 0.3, seed=1)
     >>> s = error_vs_step(p, x0, [0.04, 0.02, 0.01], t_end=1.0, against="modified")
@@ -264,15 +257,15 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     reference_ok = bool(REFERENCE_MARGIN * reference_error.max() <= errors.min())
 
     def solver_stats(run):
-        return {k: run.meta[k] for k in ("nfev", "steps", "wall_time")}
+        return {"nfev": run.stats.nfev, "steps": run.stats.steps, "wall_time": run.stats.wall_time}
 
     meta = {"problem": problem.describe(), "t_end": t_end, "against": against, "variant": variant,
             "measure": measure, "reference": {"method": method, "rtol": rtol, "atol": atol,
                                               "check": "same solve at 100x looser rtol and atol",
                                               "solves": [solver_stats(t) for t, _ in checks],
                                               "check_solves": [solver_stats(lo) for _, lo in checks]},
-            "gradient_descent": [solver_stats(run) | {"step_size": run.meta["step_size"],
-                                                      "n_steps": run.meta["n_steps"]} for run in gd_runs],
+            "gradient_descent": [solver_stats(run) | {"step_size": run.dynamics.step_size,
+                                                      "n_steps": run.stats.steps} for run in gd_runs],
             "reference_margin": float(errors.min() / reference_error.max()) if reference_error.max() > 0
             else float("inf"),
             "version": package_version(), "wall_time": time.perf_counter() - start}

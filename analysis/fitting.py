@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flows._checks import as_float_array
+from ..flows.checks import as_float_array
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@ r"""Where gradient descent stops following the flow: sharpness, critical step, d
 
 GD with step η is linearly stable at a minimum only if its sharpness λ_max(∇²f) is at most 2/η. At
 a global minimum of the factorization loss λ_max = ‖U‖²_op + ‖V‖²_op ≥ 2σ₁, with equality at the
-balanced minima, so no global minimum is stable once ησ₁ > 1 (MATH.md §3). On a balanced spectral
-mode u = ab GD is the map u₊ = u(1 + η(σ − u))² (MATH.md §4), whose fixed point u = σ has
+balanced minima, so no global minimum is stable once ησ₁ > 1 (docs/math/invariants.md). On a balanced spectral
+mode u = ab GD is the map u₊ = u(1 + η(σ − u))² (docs/math/closed-forms.md), whose fixed point u = σ has
 multiplier 1 − 2ησ:
 
 - ησ < 1: GD converges to u = σ;
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import eigsh
 
-from flows import init
-from flows._checks import positive, positive_int, seed_rng
+from ..flows import init
+from ..flows.checks import positive, positive_int, renamed
+from ..flows.seeds import seed_rng
 
 from .compare import Comparison
 
@@ -93,15 +94,16 @@ class SharpnessTrace:
         return None if self.step_size is None else 2.0 / self.step_size
 
 
-def sharpness_along(problem, trajectory, *, every: int = 1, seed=0) -> SharpnessTrace:
-    """:func:`sharpness` at every ``every``-th saved state of ``trajectory`` (and at the last one).
+@renamed(every="stride")
+def sharpness_along(problem, trajectory, *, stride: int = 1, seed=0) -> SharpnessTrace:
+    """:func:`sharpness` at every ``stride``-th saved state of ``trajectory`` (and at the last one).
 
     Parameters
     ----------
     problem : problem object
     trajectory : Trajectory
-    every : int
-        Stride through the saved states.
+    stride : int
+        Take every this many saved states.
     seed : int
         Seed of the Lanczos starting vector (the same at every state).
 
@@ -109,11 +111,12 @@ def sharpness_along(problem, trajectory, *, every: int = 1, seed=0) -> Sharpness
     -------
     SharpnessTrace
     """
-    every = positive_int(every, "every")
-    idx = np.unique(np.r_[np.arange(0, len(trajectory.t), every), len(trajectory.t) - 1])
+    stride = positive_int(stride, "stride")
+    idx = np.unique(np.r_[np.arange(0, len(trajectory.t), stride), len(trajectory.t) - 1])
     values = np.array([sharpness(problem, trajectory.x[i], seed=seed) for i in idx])
+    record = trajectory.dynamics
     return SharpnessTrace(t=trajectory.t[idx].copy(), sharpness=values,
-                          step_size=trajectory.meta.get("step_size"))
+                          step_size=None if record is None else record.step_size)
 
 
 def minimum_sharpness(problem, x) -> float:
@@ -167,7 +170,7 @@ class Departure:
     t : float
         Its time.
     step : int or None
-        The GD step k = t/η (None if the compared trajectory records no step size).
+        The GD step k = t/η (None if the compared trajectory has no step size).
     distance : float
         The relative distance there.
     """
@@ -205,27 +208,29 @@ def departure(comparison: Comparison, threshold: float = 0.1, *, measure: str = 
     if above.size == 0:
         return None
     i = int(above[0])
-    eta = comparison.meta.get("a", {}).get("step_size")
+    record = comparison.dynamics
+    eta = None if record is None else record.step_size
     t = float(comparison.t[i])
     return Departure(index=i, t=t, step=None if eta is None else int(round(t / eta)), distance=float(rel[i]))
 
 
-def oscillation_period(trajectory, *, max_period: int = 8, tail: int = 64, rtol: float = 1e-8) -> int | None:
+@renamed(rtol="match_rtol")
+def oscillation_period(trajectory, *, max_period: int = 8, tail: int = 64, match_rtol: float = 1e-8) -> int | None:
     """The smallest period p ≤ ``max_period`` of the last ``tail`` GD iterates, if they have one.
 
-    p is the smallest with ‖x_{k+p} − x_k‖ ≤ rtol·max‖x‖ for every k in the tail: 1 means GD has
+    p is the smallest with ‖x_{k+p} − x_k‖ ≤ match_rtol·max‖x‖ for every k in the tail: 1 means GD has
     converged, 2 a period-2 oscillation (the edge-of-stability signature across a minimum), None
     no short cycle (chaos, a slow transient, or a tail too short to tell).
 
     Parameters
     ----------
     trajectory : Trajectory
-        Recorded at every step (``record_every=1``), at least ``max_period + 2`` states.
+        GD saved at every step (``save_every=1``), at least ``max_period + 2`` states.
     max_period : int
     tail : int
         How many of the last states to inspect (at least ``max_period + 2``).
-    rtol : float
-        Relative tolerance of "the same state".
+    match_rtol : float
+        Two states are the same when they differ by at most this, relative to the largest state.
 
     Returns
     -------
@@ -233,14 +238,17 @@ def oscillation_period(trajectory, *, max_period: int = 8, tail: int = 64, rtol:
     """
     max_period = positive_int(max_period, "max_period")
     tail = positive_int(tail, "tail", minimum=max_period + 2)
-    rtol = positive(rtol, "rtol")
-    if trajectory.meta.get("record_every", 1) != 1:
-        raise ValueError("trajectory must record every step (record_every=1) to detect a period")
+    match_rtol = positive(match_rtol, "match_rtol")
+    record = trajectory.dynamics
+    if record is None or record.kind != "gd":
+        raise ValueError("trajectory must be a gradient descent run (its period is in steps)")
+    if not np.allclose(np.diff(trajectory.t), record.step_size, rtol=1e-9, atol=0.0):
+        raise ValueError("trajectory must save every step (save_every=1) to detect a period")
     if len(trajectory.t) < max_period + 2:
         raise ValueError(f"trajectory must hold at least max_period + 2 = {max_period + 2} states, "
                          f"got {len(trajectory.t)}")
     x = trajectory.x[-tail:]
-    scale = rtol * float(np.max(np.linalg.norm(x, axis=1)))
+    scale = match_rtol * float(np.max(np.linalg.norm(x, axis=1)))
     for p in range(1, min(max_period, len(x) - 1) + 1):
         if np.max(np.linalg.norm(x[p:] - x[:-p], axis=1)) <= scale:
             return p

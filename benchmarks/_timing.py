@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from pgflow.analysis.text import table as text_table
+
 
 def compare(candidates: dict, repeats: int = 7, number: int = 1) -> dict[str, float]:
     """Median seconds per call of each zero-argument callable, measured round-robin."""
@@ -22,8 +24,5 @@ def compare(candidates: dict, repeats: int = 7, number: int = 1) -> dict[str, fl
 
 
 def table(rows: list[tuple], header: tuple) -> str:
-    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """Right-aligned columns under a ruled header (pgflow's one table printer)."""
+    return text_table(header, rows, align=">" * len(header), rule=True)

@@ -6,7 +6,7 @@ import numpy as np
 
 from benchmarks._timing import compare, table
 from benchmarks.cases import case
-from flows import GradientFlow, integrate
+from pgflow.flows import GradientFlow, integrate
 
 CASES = {"a": 30.0, "mild": 30.0, "b": 30.0, "d3": 100.0, "c": 30.0}
 METHODS = ("auto", "RK45", "DOP853", "LSODA", "BDF")
@@ -31,7 +31,7 @@ def main(rtol: float = 1e-8) -> dict:
             runs[method] = (lambda method=method: integrate(flow, x0, t_end, method=method, rtol=rtol, atol=1e-12,
                                                             monitors={}, dense_output=False))
         times.update(compare(runs, repeats=REPEATS))
-        chosen = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, monitors={}, dense_output=False).meta["method"]
+        chosen = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, monitors={}, dense_output=False).stats.method
         best = np.nanmin([times[m] for m in METHODS[1:]])
         worst[name] = times["auto"] / best
         rows.append((name, problem.dim, chosen, *(("—" if np.isnan(times[m]) else f"{times[m]:.3f}") for m in METHODS),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks._timing import compare, table
-from flows import GradientFlow, MatrixFactorization, init, integrate
+from pgflow.flows import GradientFlow, MatrixFactorization, init, integrate
 
 
 def main(n_seeds: int = 64, t_end: float = 30.0, rtol: float = 1e-8) -> dict:
@@ -23,11 +23,11 @@ def main(n_seeds: int = 64, t_end: float = 30.0, rtol: float = 1e-8) -> dict:
     alone, batch = runs["separate"], runs["batched"]
     scale = problem.target.frobenius_norm
     gaps = [np.linalg.norm(b.final - a.final) / scale for a, b in zip(alone, batch)]
-    errors = [b.meta["member_error"] for b in batch]
+    errors = [b.stats.member_error for b in batch]
     print(f"{n_seeds} seeds of m = n = 20, k = 5, DOP853 to t = {t_end:g} at rtol {rtol:g} (median of 3, interleaved)")
-    print(table([("separate", sum(a.meta["steps"] for a in alone), sum(a.meta["nfev"] for a in alone),
+    print(table([("separate", sum(a.stats.steps for a in alone), sum(a.stats.nfev for a in alone),
                   f"{times['separate']:.2f}"),
-                 ("batched", batch[0].meta["steps"], batch[0].meta["nfev"], f"{times['batched']:.2f}")],
+                 ("batched", batch[0].stats.steps, batch[0].stats.nfev, f"{times['batched']:.2f}")],
                 ("solve", "steps", "rhs calls", "seconds")))
     print(f"largest endpoint gap batched vs separate: {max(gaps):.1e} (relative to ‖Σ‖_F); "
           f"member local-error estimates {min(errors):.2f}–{max(errors):.2f} (1 = tolerance)")

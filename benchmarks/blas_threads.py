@@ -9,7 +9,7 @@ import numpy as np
 
 from benchmarks._timing import table
 from benchmarks.cases import case
-from flows import GradientFlow, integrate
+from pgflow.flows import GradientFlow, integrate
 
 
 def main(rtol: float = 1e-8) -> dict:

@@ -1,4 +1,4 @@
-"""The benchmark cases of shared/PERFORMANCE.md, built reproducibly from seeds.
+"""The benchmark cases of docs/performance.md, built reproducibly from seeds.
 
 (a) m = n = 20, r = 3, k = 5; (b) m = n = 200, r = 5, k = 10; (c) m = n = 1000, r = 10, k = 20;
 all κ = 10, Gaussian init of scale 1e-4. (d3) like (a) with U₀ ≈ 3 and V₀ ≈ 1e-6 (stiff);
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows import GradientFlow, MatrixFactorization, init, integrate
+from pgflow.flows import GradientFlow, MatrixFactorization, init, integrate
 
 SIZES = {"a": (20, 3, 5), "b": (200, 5, 10), "c": (1000, 10, 20)}
 

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from analysis.fitting import fit_power_law
+from pgflow.analysis.fitting import fit_power_law
 from benchmarks._timing import table
 from benchmarks.cases import case, max_error, reference
-from flows import GradientFlow, gradient_descent, integrate
+from pgflow.flows import GradientFlow, gradient_descent, integrate
 
 T_END, N_GRID = 20.0, 101
 
@@ -27,7 +27,7 @@ def euler(problem, x0, eta):
     steps_per_point = int(round(T_END / (N_GRID - 1) / eta))
     n_steps = steps_per_point * (N_GRID - 1)
     start = time.perf_counter()
-    run = gradient_descent(problem, x0, step_size=eta, n_steps=n_steps, record_every=steps_per_point, monitors={})
+    run = gradient_descent(problem, x0, step_size=eta, n_steps=n_steps, save_every=steps_per_point, monitors={})
     return run, (time.perf_counter() - start) / n_steps
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks._timing import compare, table
-from flows import MatrixFactorization, init
+from pgflow.flows import MatrixFactorization, init
 
 
 def main(m: int = 1000, n: int = 1000, k: int = 20, r: int = 10) -> dict:

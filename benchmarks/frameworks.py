@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks._timing import table
 from benchmarks.cases import case, max_error, reference
-from flows import GradientFlow, integrate
+from pgflow.flows import GradientFlow, integrate
 
 T_END, N_GRID = 20.0, 101
 LADDER = (1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)

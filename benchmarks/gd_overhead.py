@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks._timing import compare, table
-from flows import MatrixFactorization, gradient_descent, init
-from flows._blas import limit
+from pgflow.flows import MatrixFactorization, gradient_descent, init
+from pgflow.flows.blas import limit
 
 
 def main(n_steps: int = 20_000) -> dict:
@@ -41,7 +41,7 @@ def main(n_steps: int = 20_000) -> dict:
             return x
 
         def ours():
-            return gradient_descent(problem, x0, eta, n_steps, record_every=n_steps, monitors={}).x[-1]
+            return gradient_descent(problem, x0, eta, n_steps, save_every=n_steps, monitors={}).x[-1]
 
         np.testing.assert_allclose(ours(), baseline(), rtol=1e-9, atol=1e-12)
         with limit(1):

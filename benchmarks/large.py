@@ -6,10 +6,11 @@ The right-hand side is timed as the solver calls it, written into a preallocated
 inside right-hand sides and the rest: the Runge–Kutta stage sums, error estimate and controller.
 That rest is memory traffic: DOP853 streams about 86 state-sized rows per step (each stage input is
 a sum over the earlier stages, and the update and error estimates one more: 74 rows in all, see
-``flows._rk.InPlaceDOP853``; the error scale and copies make the rest), and at dim 40,000 a row is
+``pgflow.flows.rk.InPlaceDOP853``; the error scale and copies make the rest), and at dim 40,000 a row is
 320 kB, so the 13 stage rows (4.2 MB) no longer fit one core's 2 MB L2 cache. "row pass" is the
 measured time to stream one such row, in a 13-row product repeated back to back (rows hot in the
-L3 cache, as the solver's own stage rows are: the fastest a row can be read here). "floor" is the ratio a stepper would reach that did nothing but
+L3 cache, as the solver's own stage rows are: the fastest a row can be read here). "floor" is the ratio a
+stepper would reach that did nothing but
 read the 74 rows DOP853's tableau needs per attempt (12 right-hand sides): 1 + attempts × 74 × row
 pass / (nfev × rhs). With a right-hand side this cheap for its state size (k = 20 columns), that floor
 alone is near or above 1.5 on this machine.
@@ -23,9 +24,9 @@ import numpy as np
 
 from benchmarks._timing import compare, table
 from benchmarks.cases import case
-from flows import GradientFlow, integrate
-from flows._blas import limit
-from flows._rk import combine
+from pgflow.flows import GradientFlow, integrate
+from pgflow.flows.blas import limit
+from pgflow.flows.rk import combine
 
 RHS_CALLS = 50
 ROW_PASS_CALLS = 20
@@ -93,11 +94,11 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
         with limit(threads):
             times = compare({"rhs": rhs, "solve": solve, "row pass": row_passes}, repeats=5)
         run = runs[-1]
-        t_rhs, t_solve, nfev = times["rhs"] / RHS_CALLS, times["solve"], run.meta["nfev"]
+        t_rhs, t_solve, nfev = times["rhs"] / RHS_CALLS, times["solve"], run.stats.nfev
         bound = flops / gemm_rate(threads)
         label = "1 thread" if threads == 1 else "BLAS default"
         overhead = t_solve / (nfev * t_rhs)
-        stepping = (t_solve - run.meta["rhs_seconds"]) / run.meta["steps"]
+        stepping = (t_solve - run.meta["rhs_seconds"]) / run.stats.steps
         row_pass = times["row pass"] / (ROW_PASS_CALLS * len(rows))
         attempts = (nfev - RHS_AT_START) / RHS_PER_ATTEMPT
         floor = 1 + attempts * TABLEAU_ROWS * row_pass / (nfev * t_rhs)

@@ -12,7 +12,7 @@ from scipy.integrate import solve_ivp
 
 from benchmarks._timing import table
 from benchmarks.cases import case, max_error, reference
-from flows import GradientFlow, integrate
+from pgflow.flows import GradientFlow, integrate
 
 
 def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
@@ -40,7 +40,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
             out = run()
             best = min(best, time.perf_counter() - start)
         X = out.y.T if hasattr(out, "y") else out.x
-        nfev = out.nfev if hasattr(out, "nfev") else out.meta["nfev"]
+        nfev = out.nfev if hasattr(out, "nfev") else out.stats.nfev
         times[label] = best
         rows.append((label, nfev, f"{best:.3f}", f"{max_error(problem, X, ref):.1e}"))
     # equal accuracy: the loosest rtol at which integrate is at least as accurate as solve_ivp was
@@ -54,7 +54,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
             break
     label = f"integrate (auto), rtol {loose:g}: equal accuracy"
     times[label] = elapsed
-    rows.append((label, out.meta["nfev"], f"{elapsed:.3f}", f"{max_error(problem, out.x, ref):.1e}"))
+    rows.append((label, out.stats.nfev, f"{elapsed:.3f}", f"{max_error(problem, out.x, ref):.1e}"))
     print(f"case (b): m = n = 200, k = 10, r = 5, t_end = {t_end:g}, rtol = {rtol:g}, 201 output times (best of 3)")
     print(table(rows, ("run", "nfev", "seconds", "max error over the grid")))
     ratio = times[rows[0][0]] / times[rows[1][0]]

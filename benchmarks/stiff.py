@@ -8,7 +8,7 @@ import numpy as np
 
 from benchmarks._timing import table
 from benchmarks.cases import case, max_error, reference
-from flows import GradientFlow, integrate
+from pgflow.flows import GradientFlow, integrate
 
 
 def main(t_end: float = 100.0, rtol: float = 1e-8) -> dict:
@@ -24,8 +24,8 @@ def main(t_end: float = 100.0, rtol: float = 1e-8) -> dict:
         start = time.perf_counter()
         run = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, t_eval=grid, monitors={}, dense_output=False, **kw)
         times[label] = time.perf_counter() - start
-        reasons[label] = run.meta.get("method_reason")
-        rows.append((label, run.meta["method"], run.meta["rhs_calls"], run.meta["njev"], f"{times[label]:.3f}",
+        reasons[label] = run.stats.method_reason
+        rows.append((label, run.stats.method, run.stats.rhs_calls, run.stats.njev, f"{times[label]:.3f}",
                      f"{max_error(problem, run.x, ref):.1e}"))
     print(f"stiff case: m = n = 20, k = 5, U₀ ≈ 3, V₀ ≈ 1e-6, ‖U₀ᵀU₀ − V₀ᵀV₀‖ = "
           f"{np.linalg.norm(U.T @ U - V.T @ V, 2):.0f}, σ_min = 1, t_end = {t_end:g}, rtol = {rtol:g}")

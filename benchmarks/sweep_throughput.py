@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 
-from analysis.sweeps import Sweep, run_sweep
+from pgflow.analysis.sweeps import Sweep, run_sweep
 from benchmarks._timing import table
 
 

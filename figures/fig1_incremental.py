@@ -1,8 +1,8 @@
 """Figure 1 — incremental learning from small initialization.
 
 From a small Gaussian init the singular values of UVᵀ are learned one at a time, each after a
-plateau, at times close to the balanced-mode prediction ln(σᵢ/uᵢ(0))/(2σᵢ) (MATH.md §5,
-:func:`flows.emergence_report`). Gradient flow (DOP853, grid-exact states, emergence located by
+plateau, at times close to the balanced-mode prediction ln(σᵢ/uᵢ(0))/(2σᵢ) (docs/math/proof-quantities.md,
+:func:`pgflow.flows.emergence_report`). Gradient flow (DOP853, grid-exact states, emergence located by
 events) and gradient descent (t = kη) from the same start; GD learns each value a little later.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from flows import (GradientFlow, MatrixFactorization, emergence_events, emergence_report, gradient_descent, init,
+from ..flows import (GradientFlow, MatrixFactorization, emergence_events, emergence_report, gradient_descent, init,
                    integrate)
 
 from . import gallery, style
@@ -18,8 +18,8 @@ from . import gallery, style
 NAME = "fig1_incremental"
 TITLE = "incremental learning from small init"
 CONFIG = {"m": 40, "n": 30, "sigma": [8.0, 4.0, 2.0, 1.0], "width": 10, "scale": 1e-3, "t_end": 10.0,
-          "step_size": 0.04, "fraction": 0.5, "record_every": 1, "rtol": 1e-10, "atol": 1e-14, "seed": 0}
-QUICK = {"m": 12, "n": 10, "width": 6, "record_every": 2}
+          "step_size": 0.04, "fraction": 0.5, "save_every": 1, "rtol": 1e-10, "atol": 1e-14, "seed": 0}
+QUICK = {"m": 12, "n": 10, "width": 6, "save_every": 2}
 
 
 def compute(config, rng):
@@ -29,7 +29,7 @@ def compute(config, rng):
                                          singular_values=c["sigma"], seed=int(rng.integers(2**31)))
     x0 = init.gaussian(problem, c["scale"], seed=int(rng.integers(2**31)))
     eta, n_steps = c["step_size"], int(round(c["t_end"] / c["step_size"]))
-    gd = gradient_descent(problem, x0, eta, n_steps, record_every=c["record_every"])
+    gd = gradient_descent(problem, x0, eta, n_steps, save_every=c["save_every"])
     gf = integrate(GradientFlow(problem), x0, gd.t[-1], method="DOP853", rtol=c["rtol"], atol=c["atol"],
                    t_eval=gd.t, events=emergence_events(problem, c["fraction"]))
     report_gf = emergence_report(gf, problem, x0, c["fraction"])

@@ -2,8 +2,8 @@
 
 For each step size η, GD (simultaneous and alternating) runs to a fixed time T from one start and
 is compared with a reference solve of GF and of the scheme's modified flow
-(:class:`flows.ModifiedFlow`, ẋ = −∇f − (η/2)∇²f∇f for simultaneous GD), with
-:func:`analysis.discretization.error_vs_step`. The fitted slopes of log error against log η are
+(:class:`pgflow.flows.ModifiedFlow`, ẋ = −∇f − (η/2)∇²f∇f for simultaneous GD), with
+:func:`pgflow.analysis.discretization.error_vs_step`. The fitted slopes of log error against log η are
 the orders 1 and 2; each reference's own error (grey) lies at least 100× below what it measures.
 Panel (b) divides the error over time by η (against GF) and η² (against the modified flow): the
 curves for different η collapse, so the order holds at every time, not only at T.
@@ -16,8 +16,8 @@ from dataclasses import astuple
 
 import numpy as np
 
-from analysis.discretization import error_vs_step
-from flows import MatrixFactorization, init
+from ..analysis.discretization import error_vs_step
+from ..flows import MatrixFactorization, init
 
 from . import gallery, style
 

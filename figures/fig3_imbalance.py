@@ -1,8 +1,8 @@
 """Figure 3 — the imbalance UᵀU − VᵀV: conserved by gradient flow, drifting under gradient descent.
 
-From a balanced start (U₀ᵀU₀ = V₀ᵀV₀, :func:`flows.init.balanced`) GF keeps D = UᵀU − VᵀV at zero
-(to rounding), while each GD step changes it by exactly η²(G_UᵀG_U − G_VᵀG_V), G = ∇f (MATH.md §3,
-:func:`analysis.discretization.imbalance_step`): the drift per step is ∝ η², so after the T/η
+From a balanced start (U₀ᵀU₀ = V₀ᵀV₀, :func:`pgflow.flows.init.balanced`) GF keeps D = UᵀU − VᵀV at zero
+(to rounding), while each GD step changes it by exactly η²(G_UᵀG_U − G_VᵀG_V), G = ∇f (docs/math/invariants.md,
+:func:`pgflow.analysis.discretization.imbalance_step`): the drift per step is ∝ η², so after the T/η
 steps to a fixed time T it is ∝ η. Markers in (a) are the sums of that exact one-step change,
 which lie on the measured drift.
 """
@@ -14,9 +14,9 @@ from dataclasses import astuple
 
 import numpy as np
 
-from analysis.discretization import imbalance, imbalance_step
-from analysis.fitting import fit_power_law
-from flows import GradientFlow, MatrixFactorization, gradient_descent, init, integrate
+from ..analysis.discretization import imbalance, imbalance_step
+from ..analysis.fitting import fit_power_law
+from ..flows import GradientFlow, MatrixFactorization, gradient_descent, init, integrate
 
 from . import gallery, style
 
@@ -51,7 +51,7 @@ def compute(config, rng):
         predicted[j] = np.linalg.norm(summed[keep], axis=(1, 2))
     final = measured[:, -1]
     per_step = final / np.rint(c["t_end"] / etas)
-    return {"t": t, "gf": gf.monitors["imbalance"], "gd": measured, "predicted": predicted, "step_sizes": etas,
+    return {"t": t, "gf": gf.monitors["imbalance_fro"], "gd": measured, "predicted": predicted, "step_sizes": etas,
             "final": final, "per_step": per_step, "fit_final": np.array(astuple(fit_power_law(etas, final))),
             "fit_per_step": np.array(astuple(fit_power_law(etas, per_step)))}
 

@@ -1,9 +1,9 @@
 """Figure 4 — perturbed gradient flow: convergence to a floor set by the perturbation.
 
-Residual-form PGF U̇ = (Σ − UVᵀ + E)V, V̇ = (Σ − UVᵀ + E)ᵀU (MATH.md §2) with the bounded random
-perturbation :class:`flows.RandomPerturbation`: on each piece of a time grid E points in a fresh
+Residual-form PGF U̇ = (Σ − UVᵀ + E)V, V̇ = (Σ − UVᵀ + E)ᵀU (docs/math/dynamics.md) with the bounded random
+perturbation :class:`pgflow.flows.RandomPerturbation`: on each piece of a time grid E points in a fresh
 random direction with size ‖E‖_op = ρ‖Σ − UVᵀ‖_op + ξ₀, the largest a proof of the form
-"‖E‖ ≤ ρ‖R‖ + ξ₀" allows. Integrated piece by piece (:func:`flows.integrate_piecewise`), so the
+"‖E‖ ≤ ρ‖R‖ + ξ₀" allows. Integrated piece by piece (:func:`pgflow.flows.integrate_piecewise`), so the
 solver restarts at every jump. The relative part ρ slows the descent, the absolute part ξ₀ sets
 the floor; ‖E(t)‖ as recorded on the saved states sits on its bound.
 """
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from flows import MatrixFactorization, PerturbedGradientFlow, RandomPerturbation, init, integrate_piecewise
+from ..flows import MatrixFactorization, PerturbedGradientFlow, RandomPerturbation, init, integrate_piecewise
 
 from . import gallery, style
 

@@ -3,7 +3,7 @@
 Exact parameterization (width k = rank d), small random init, η = 1/(3σ₁) (their step-size
 condition). In the coordinates of Σ's singular vectors U and V split into their top d×k blocks
 and the rest J, K; A = (U + V)/2 is the symmetric part, B = (U − V)/2 the asymmetric part
-(MATH.md §5, :func:`flows.proof_monitors.ye_du`). (a) ‖A‖ grows to √σ₁ and stays below √(2σ₁)
+(docs/math/proof-quantities.md, :func:`pgflow.flows.proof_monitors.ye_du`). (a) ‖A‖ grows to √σ₁ and stays below √(2σ₁)
 (AAᵀ ⪯ 2Σ), λ_min(AAᵀ) climbs from O(ε²) to σ_d; (b) ‖B‖_F stays O(ε) and ‖J‖, ‖K‖ never
 increase, decaying to rounding once the target is learned.
 """
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from flows import MatrixFactorization, gradient_descent, init, monitors, proof_monitors
+from ..flows import MatrixFactorization, gradient_descent, init, monitors, proof_monitors
 
 from . import gallery, style
 

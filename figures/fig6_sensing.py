@@ -6,8 +6,8 @@ and which one gradient flow finds depends on where it starts. From a small start
 low-rank X* with p well below mn (implicit regularization); from a large one it does not. Each
 cell is the median over several seeds of ‖UVᵀ − X*‖_F/‖X*‖_F at the end of the run.
 
-The grid runs as a sweep (:mod:`analysis.sweeps`), the very sweep of ``pgflow sweep figure6``
-(``analysis/sweep_figure6.toml``, read here; ``--quick`` shrinks its grid): every run's seeds follow
+The grid runs as a sweep (:mod:`pgflow.analysis.sweeps`), the very sweep of ``pgflow sweep figure6``
+(``pgflow/analysis/examples/sweep_figure6.toml``, read on first use; ``--quick`` shrinks its grid): every run's seeds follow
 from ``config["seed"]`` and its grid position, so a run computes the same numbers serially, in
 local processes or on a Dask cluster. The gallery runs it serially: 90 short runs gain little
 from a process pool on two cores, and each spawned worker of a pool re-runs the caller's main
@@ -16,7 +16,7 @@ script unless it is guarded by ``if __name__ == "__main__"``.
 To draw the figure from a larger sweep run elsewhere, e.g. with
 ``pgflow sweep my_grid.toml --scheduler tcp://host:8786 --out DIR`` (same two axes)::
 
-    from analysis.sweeps import load_sweep, run_sweep
+    from pgflow.analysis.sweeps import load_sweep, run_sweep
     sweep = load_sweep("my_grid.toml")
     table = run_sweep(sweep, "DIR")                # the stored runs are read, not run again
     fig = fig6_sensing.plot(fig6_sensing.data_from_table(table), {"base": sweep.runs()[0].config})
@@ -24,23 +24,34 @@ To draw the figure from a larger sweep run elsewhere, e.g. with
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 
 import numpy as np
 
-from analysis.sweep_cli import config_path
-from analysis.sweeps import Sweep, phase_diagram, read_config, run_sweep
-
+from ..analysis.sweeps import Sweep, example_path, phase_diagram, read_config, run_sweep
 from . import gallery, style
 
 NAME = "fig6_sensing"
 TITLE = "matrix sensing phase diagram"
 X, Y, VALUE = "measurements", "scale", "recovery_error"
-_SWEEP = read_config(config_path("figure6"))
-CONFIG = {"base": _SWEEP["base"], "grid": _SWEEP["grid"], "replicates": _SWEEP["sweep"]["replicates"],
-          "executor": "serial", "seed": _SWEEP["sweep"]["seed"]}
-QUICK = {"base": {**_SWEEP["base"], "t_end": 60.0}, "grid": {X: [12, 32, 64], Y: [1e-3, 0.3]}, "replicates": 2}
+
+
+@functools.cache
+def _configs() -> dict:
+    """CONFIG and QUICK, from the shipped sweep file (read on first use, not at import)."""
+    sweep = read_config(example_path("figure6"))
+    return {"CONFIG": {"base": sweep["base"], "grid": sweep["grid"], "replicates": sweep["sweep"]["replicates"],
+                       "executor": "serial", "seed": sweep["sweep"]["seed"]},
+            "QUICK": {"base": {**sweep["base"], "t_end": 60.0}, "grid": {X: [12, 32, 64], Y: [1e-3, 0.3]},
+                      "replicates": 2}}
+
+
+def __getattr__(name):
+    if name in ("CONFIG", "QUICK"):  # every figure script has them; this one's come from the sweep file
+        return _configs()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compute(config, rng):

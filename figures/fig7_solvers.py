@@ -1,12 +1,12 @@
 """Figure 7 — solvers: cost of every solve_ivp method as the initial imbalance makes the flow stiff.
 
-A λ-balanced start (U₀ᵀU₀ − V₀ᵀV₀ = λI, :func:`flows.init.lambda_balanced`) puts a fast rate of
+A λ-balanced start (U₀ᵀU₀ − V₀ᵀV₀ = λI, :func:`pgflow.flows.init.lambda_balanced`) puts a fast rate of
 about λ into the flow (‖U‖² ≈ λ) while the slow rate stays near σ_r: for large λ the explicit
 methods (RK23, RK45, DOP853) are stability-bound and their right-hand-side evaluations grow ∝ λ,
 while the implicit ones (Radau, BDF, LSODA) stay flat. The implicit methods are run with the
 analytic Jacobian −∇²f (solid) and with scipy's finite differences (dashed, whose extra
 evaluations are counted). Every solve has the same tolerances and the same final time; the
-dotted line marks where ``method="auto"`` (:func:`flows.choose_method`) switches to LSODA.
+dotted line marks where ``method="auto"`` (:func:`pgflow.flows.choose_method`) switches to LSODA.
 
 Reproducibility: evaluation counts are deterministic, wall times are not. Wall times are measured
 once and kept in the data cache (keyed by this config, the package version and this file), so a
@@ -20,8 +20,8 @@ import sys
 
 import numpy as np
 
-from flows import METHODS, GradientFlow, MatrixFactorization, choose_method, init, integrate
-from flows.integrate import IMPLICIT
+from ..flows import METHODS, GradientFlow, MatrixFactorization, choose_method, init, integrate
+from ..flows.integration import IMPLICIT
 
 from . import gallery, style
 
@@ -58,11 +58,11 @@ def compute(config, rng):
                 return integrate(flow, x0, c["t_end"], method=method, jacobian=jacobian, rtol=c["rtol"],
                                  atol=c["atol"], t_eval=[0.0, c["t_end"]], dense_output=False, monitors={})
             run = solve()
-            times = [run.meta["wall_time"]]
+            times = [run.stats.wall_time]
             # a short solve is timed again (its best time kept): one busy moment would dominate it
             while sum(times) < c["repeat_below"] and len(times) < c["repeats"]:
-                times.append(solve().meta["wall_time"])
-            evaluations[i, j], wall[i, j], final[i, j] = run.meta["rhs_calls"], min(times), run.final
+                times.append(solve().stats.wall_time)
+            evaluations[i, j], wall[i, j], final[i, j] = run.stats.rhs_calls, min(times), run.final
     # how far the methods' final states are apart, relative to their size: they solved the same problem
     spread = np.max(np.linalg.norm(final - final[:1], axis=2) / np.linalg.norm(final[:1], axis=2))
     return {"lambdas": lambdas, "evaluations": evaluations, "wall_time": wall, "auto_stiff": auto_stiff,

@@ -2,12 +2,12 @@
 
 GD with step η is linearly stable at a minimum only if the sharpness λ_max(∇²f) is at most 2/η,
 and every global minimum of the factorization loss has sharpness ‖U‖² + ‖V‖² ≥ 2σ₁ (equality at
-the balanced ones, MATH.md §3). (a)–(b) From a small init the sharpness rises as the factors grow;
+the balanced ones, docs/math/invariants.md). (a)–(b) From a small init the sharpness rises as the factors grow;
 for ησ₁ < 1 it settles at 2σ₁ < 2/η and the loss goes to zero, for ησ₁ > 1 no minimum is stable:
 GD settles on a period-2 orbit whose sharpness alternates across 2/η, and the loss stalls.
 (c) A sweep over η: the sharpness of the last iterates (all of them, as dots) against 2/η; beyond
 ησ₁ ≈ 1.4 GD diverges (crosses at the top). Sharpness by Lanczos on the Hessian-vector product
-(:func:`analysis.stability.sharpness`).
+(:func:`pgflow.analysis.stability.sharpness`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-from analysis.stability import sharpness
-from flows import DivergenceError, MatrixFactorization, gradient_descent, init
+from ..analysis.stability import sharpness
+from ..flows import DivergenceError, MatrixFactorization, gradient_descent, init
 
 from . import gallery, style
 

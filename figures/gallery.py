@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flows._io import atomic_path, save_figure
-from flows.trajectory import code_version
-
+from ..analysis.provenance import code_version
+from ..flows.files import atomic_path
 from . import style
+from .output import save_figure
 
 # Every figure of the gallery, in order: ``pgflow figures --only N`` takes the 1-based position.
 FIGURES = ("fig1_incremental", "fig2_discretization", "fig3_imbalance", "fig4_perturbed", "fig5_ye_du",

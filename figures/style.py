@@ -1,7 +1,7 @@
 """The one style of every figure, and the plotting helpers the figure scripts share.
 
 rcParams are read when an artist is created, so a figure must be built *and* saved inside
-:func:`context`; :func:`figures.gallery.render` does both. Figures are ``matplotlib.figure.Figure``
+:func:`context`; :func:`pgflow.figures.gallery.render` does both. Figures are ``matplotlib.figure.Figure``
 objects, never pyplot's: no global figure registry, no backend choice, nothing left open between
 figures. Nothing here depends on the machine (fonts are matplotlib's bundled DejaVu Sans), so the
 same data gives the same PNG bytes everywhere the same matplotlib version runs.
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.fitting import PowerLaw
+from ..analysis.fitting import PowerLaw
 
 RC = {
     "font.family": "DejaVu Sans",     # bundled with matplotlib: the same glyphs (and bytes) everywhere

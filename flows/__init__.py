@@ -1,24 +1,40 @@
-"""pgflow's dynamics layer: problems, initial states, flows, integration and gradient descent."""
+"""pgflow's dynamics layer: problems, initial states, flows, integration and gradient descent.
 
-from . import emergence, exact, init, monitors, operators, perturbations, proof_monitors
+Modules, from the bottom up (each imports only modules on the lines above it):
+
+- ``checks``, ``seeds``, ``files``, ``version``, ``rk``: argument checks, seeding, atomic files, the
+  installed version, scipy's explicit Runge–Kutta steppers done in place;
+- ``blas``, ``targets``, ``trajectory``: BLAS thread control, low-rank targets Σ, the result type;
+- ``problems``: the problem base class and matrix factorization;
+- ``operators``, ``init``, ``monitors``, ``exact``, ``perturbations``: measurement operators, initial
+  states, monitors, closed-form solutions, perturbation models;
+- ``sensing``, ``proof_monitors``, ``dynamics``: sensing and completion, the proofs' quantities, the
+  vector fields (gradient flow, ScaledGD's flow, modified flow, perturbed gradient flow);
+- ``integration``, ``descent``: integrating a flow with scipy's solvers, gradient descent as
+  explicit Euler on a flow;
+- ``piecewise``, ``emergence``: integration restarted at the jumps of a perturbation, incremental
+  learning.
+"""
+
+from . import emergence, exact, init, monitors, operators, perturbations, proof_monitors, seeds
 from .descent import DivergenceError, gradient_descent, minibatch_gradient_descent
-from .dynamics import GradientFlow, ModifiedFlow, ScaledGradientFlow
+from .dynamics import GradientFlow, ModifiedFlow, PerturbedGradientFlow, ScaledGradientFlow
 from .emergence import emergence_events, emergence_report
-from .integrate import METHODS, Event, IntegrationError, choose_method, integrate, loss_below
+from .integration import METHODS, Event, IntegrationError, choose_method, integrate, loss_below
 from .operators import DenseOperator, EntrySampling, RankOneOperator, rip_estimate
 from .perturbations import (DiscretizationError, FixedPerturbation, FunctionPerturbation, MinibatchSensingError,
-                            PerturbedGradientFlow, RandomPerturbation, SensingError, integrate_piecewise,
-                            measurement_noise)
-from .problems import MatrixFactorization, SymmetricFactorization
+                            RandomPerturbation, SensingError, measurement_noise)
+from .piecewise import integrate_piecewise
+from .problems import FactoredProblem, MatrixFactorization, SymmetricFactorization
 from .sensing import MatrixCompletion, MatrixSensing
 from .targets import LowRankTarget, as_target
-from .trajectory import Trajectory
+from .trajectory import Dynamics, SolverStats, Trajectory
 
-__all__ = ["DenseOperator", "DiscretizationError", "DivergenceError", "EntrySampling", "Event", "FixedPerturbation",
-           "FunctionPerturbation", "GradientFlow", "IntegrationError", "LowRankTarget", "METHODS",
-           "MatrixCompletion", "MatrixFactorization", "MatrixSensing", "MinibatchSensingError", "ModifiedFlow",
-           "PerturbedGradientFlow", "RandomPerturbation", "RankOneOperator", "ScaledGradientFlow", "SensingError",
-           "SymmetricFactorization", "Trajectory", "as_target", "choose_method", "emergence", "emergence_events",
-           "emergence_report", "exact", "gradient_descent", "init", "integrate", "integrate_piecewise",
-           "loss_below", "measurement_noise", "minibatch_gradient_descent", "monitors", "operators",
-           "perturbations", "proof_monitors", "rip_estimate"]
+__all__ = ["DenseOperator", "DiscretizationError", "DivergenceError", "Dynamics", "EntrySampling", "Event",
+           "FactoredProblem", "FixedPerturbation", "FunctionPerturbation", "GradientFlow", "IntegrationError",
+           "LowRankTarget", "METHODS", "MatrixCompletion", "MatrixFactorization", "MatrixSensing",
+           "MinibatchSensingError", "ModifiedFlow", "PerturbedGradientFlow", "RandomPerturbation", "RankOneOperator",
+           "ScaledGradientFlow", "SensingError", "SolverStats", "SymmetricFactorization", "Trajectory", "as_target",
+           "choose_method", "emergence", "emergence_events", "emergence_report", "exact", "gradient_descent", "init",
+           "integrate", "integrate_piecewise", "loss_below", "measurement_noise", "minibatch_gradient_descent",
+           "monitors", "operators", "perturbations", "proof_monitors", "rip_estimate", "seeds"]

@@ -1,7 +1,12 @@
-"""Gradient descent: explicit Euler on the (perturbed) gradient flow, through the same problem gradient.
+"""Gradient descent: explicit Euler steps on a flow object, through the problem's one gradient.
 
-Every variant is a step rule plugged into one loop (:func:`_descend`), which records, monitors and
-checks for divergence.
+Simultaneous GD is explicit Euler on :class:`~pgflow.flows.dynamics.GradientFlow`, ScaledGD on
+:class:`~pgflow.flows.dynamics.ScaledGradientFlow` and perturbed GD on
+:class:`~pgflow.flows.dynamics.PerturbedGradientFlow`: x₊ = x + η F(kη, x) with the flow's own
+right-hand side F, so any difference between GD and its flow is discretization error by construction.
+Alternating GD takes the Euler step one factor block at a time, through the problem's
+``partial_grad``. Every variant is a step rule plugged into one loop (:func:`_descend`), which
+saves states, evaluates monitors and checks for divergence.
 """
 
 from __future__ import annotations
@@ -12,12 +17,21 @@ import time
 import numpy as np
 
 from . import monitors as _monitors
-from ._checks import positive, positive_int, seed_record
-from .perturbations import PerturbedGradientFlow, batch_indices, indexed_rng
-from .problems import MatrixFactorization, factor_gradient, target_workspace
-from .trajectory import PiecewiseLinear, Trajectory, package_version
+from .checks import positive, positive_int, renamed
+from .dynamics import VARIANTS, GradientFlow, PerturbedGradientFlow, ScaledGradientFlow
+from .seeds import batch_indices, child_rng, seed_record
+from .trajectory import Dynamics, PiecewiseLinear, SolverStats, Trajectory
+from .version import package_version
 
-VARIANTS = ("simultaneous", "alternating", "scaled")
+
+def number_of_steps(step_size: float, t_end: float, name: str = "step_size", where: str = "") -> int:
+    """t_end / η as a whole number of GD steps, or a ValueError naming ``name`` (and ``where``)."""
+    n = int(round(t_end / step_size))
+    if n < 1 or abs(n * step_size - t_end) > 1e-9 * t_end:
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}{name} must divide t_end = {t_end:g} into whole steps, got {step_size:g} "
+                         f"({t_end / step_size:.6g} steps)")
+    return n
 
 
 class DivergenceError(FloatingPointError):
@@ -29,18 +43,23 @@ class DivergenceError(FloatingPointError):
         self.partial = partial
 
 
+@renamed(record_every="save_every")
 def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: str = "simultaneous",
-                     perturbation=None, perturbation_form: str = "residual", record_every: int = 1,
+                     perturbation=None, perturbation_form: str = "residual", save_every: int = 1,
                      monitors=None, max_loss: float | None = None, provenance: dict | None = None):
     """Run GD and return it as a :class:`Trajectory` with times t = k·η.
 
     simultaneous: U₊ = U + ηRV, V₊ = V + ηRᵀU (x₊ = x − η∇f(x)), explicit Euler on GF.
     alternating: U₊ = U + ηRV, then V₊ = V + ηR₊ᵀU₊ with R₊ = Σ − U₊Vᵀ (V uses the new U); each
-    block step of a :class:`flows.MatrixFactorization` computes only its own gradient block.
+    block step of a :class:`pgflow.flows.MatrixFactorization` computes only its own gradient block.
     scaled (ScaledGD, Tong–Ma–Chi): U₊ = U − η∇_U f (VᵀV)⁻¹, V₊ = V − η∇_V f (UᵀU)⁻¹.
     perturbed (simultaneous only): explicit Euler on the perturbed gradient flow,
     U₊ = U + η(R + E_k)V, V₊ = V + η(R + E_k)ᵀU (residual form) or x₊ = x − η(∇f(x) − e_k)
-    (additive form), with E_k = E(kη, x_k) from a model of :mod:`flows.perturbations`.
+    (additive form), with E_k = E(kη, x_k) from a model of :mod:`pgflow.flows.perturbations`.
+
+    Each step is x₊ = x + η F(kη, x) with F the right-hand side of the flow object the variant
+    discretizes (``GradientFlow``, ``ScaledGradientFlow``, ``PerturbedGradientFlow``); alternating GD
+    steps U, then V, with the problem's ``partial_grad``.
 
     Parameters
     ----------
@@ -54,13 +73,13 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         Number of steps, ≥ 1.
     variant : {"simultaneous", "alternating", "scaled"}
     perturbation : perturbation model, optional
-        E(t, x); see :class:`flows.perturbations.PerturbedGradientFlow`. Its ‖E‖ and bound are
+        E(t, x); see :class:`pgflow.flows.dynamics.PerturbedGradientFlow`. Its ‖E‖ and bound are
         recorded as the monitors "perturbation_norm" and "perturbation_bound".
     perturbation_form : {"residual", "additive"}
-    record_every : int
+    save_every : int
         Save every this many steps (the first and last state are always saved).
     monitors : dict of name -> ``fn(t, x)``, optional
-        Default: :func:`flows.monitors.default`.
+        Default: :func:`pgflow.flows.monitors.default`.
     max_loss : float, optional
         Divergence bound on f at the recorded steps; default 10⁶·max(f(x₀), ‖Σ‖²_F).
     provenance : dict, optional
@@ -69,9 +88,11 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     Returns
     -------
     Trajectory, or list of B Trajectory for a batch
-        ``meta["nfev"]`` counts gradient evaluations: one a step, except alternating GD on problems
-        without a block gradient (all but :class:`flows.MatrixFactorization`), whose two block
-        steps each evaluate the full gradient and count two.
+        ``dynamics`` is ``Dynamics("gd", variant, step_size, ...)``; ``stats.nfev`` counts gradient
+        evaluations: one a step, except alternating GD, whose block gradients each cost the
+        problem's ``PARTIAL_GRAD_COST`` of a gradient (half for
+        :class:`~pgflow.flows.problems.MatrixFactorization`, a whole one for problems without a
+        block gradient).
 
     Raises
     ------
@@ -82,9 +103,9 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
 
     Examples
     --------
-    >>> from flows import MatrixFactorization, init
+    >>> from pgflow.flows import MatrixFactorization, init
     >>> p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, seed=0)
-    >>> gd = gradient_descent(p, init.gaussian(p, 0.1, seed=1), step_size=0.1, n_steps=400, record_every=100)
+    >>> gd = gradient_descent(p, init.gaussian(p, 0.1, seed=1), step_size=0.1, n_steps=400, save_every=100)
     >>> gd.t.tolist(), bool(gd.monitors["loss"][-1] < 1e-8)
     ([0.0, 10.0, 20.0, 30.0, 40.0], True)
     """
@@ -93,100 +114,70 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant != "simultaneous" and len(problem.layout) != 2:
         raise ValueError(f"variant={variant!r} needs a problem with two factors (U, V)")
-    extra_monitors, method = {}, f"gradient_descent/{variant}"
-
     if perturbation is not None:
         if np.ndim(x0) != 1:
             raise ValueError("a perturbed GD run takes one initial state of shape (dim,), not a batch")
         if variant != "simultaneous":
             raise ValueError(f"perturbation needs variant='simultaneous' (Euler on the perturbed flow), got {variant!r}")
-        pgf = PerturbedGradientFlow(problem, perturbation, perturbation_form)
-        extra_monitors = pgf.monitors()
-        method = f"gradient_descent/perturbed-{perturbation_form}"
-
-        def direction(k, x, g):
-            problem.grad(x, out=g)
-            g -= pgf.perturbation_term(k * eta, x)
-    elif variant == "simultaneous":
-        def direction(k, x, g):
-            problem.grad(x, out=g)
-    elif variant == "scaled":
-        def direction(k, x, g):
-            scaled_gradient(problem, x, problem.grad(x, out=g))
+        flow = PerturbedGradientFlow(problem, perturbation, perturbation_form)
+        dynamics = Dynamics("gd", variant=variant, step_size=eta, form=perturbation_form,
+                            perturbation=perturbation.describe())
+    else:
+        flow = ScaledGradientFlow(problem) if variant == "scaled" else GradientFlow(problem)
+        dynamics = Dynamics("gd", variant=variant, step_size=eta)
 
     if variant == "alternating":
         step = _alternating_step(problem, eta)
     else:
-        def step(k, x, g):  # explicit Euler along the direction
-            direction(k, x, g)
+        def step(k, x, g):  # explicit Euler on the flow: x₊ = x + η F(kη, x)
+            flow(k * eta, x, out=g)
             g *= eta
-            x -= g
+            x += g
             return 1
 
-    meta = {"method": method, **({"perturbation": perturbation.describe(), "perturbation_form": perturbation_form}
-                                 if perturbation is not None else {})}
-    return _descend(problem, x0, eta, n_steps, step, record_every=record_every, monitors=monitors,
-                    extra_monitors=extra_monitors, max_loss=max_loss, meta=meta, provenance=provenance)
+    return _descend(problem, x0, eta, n_steps, step, dynamics, save_every=save_every, monitors=monitors,
+                    extra_monitors=flow.monitors(), max_loss=max_loss, provenance=provenance)
 
 
 def _alternating_step(problem, eta: float):
     """The step ``step(k, x, g)`` of alternating GD: U₊ = U − η∇_U f(U, V), then V₊ = V − η∇_V f(U₊, V).
 
-    For a :class:`flows.MatrixFactorization` each block computes only its own gradient with
-    :func:`flows.problems.factor_gradient`, one of the two halves its full gradient is made of (same
-    products, so the same numbers): ∇_U f = Wuᵀ(Wv V) = U VᵀV − ΣV and ∇_V f = Wvᵀ(Wu U) = V UᵀU −
-    ΣᵀU. The two halves cost one gradient, and the step returns 1 (its share of ``nfev``). Other
-    problems have no block gradient: each block step evaluates the full ∇f and the step returns 2.
+    Each block's gradient comes from the problem's ``partial_grad`` (for a
+    :class:`~pgflow.flows.problems.MatrixFactorization` only that block's half of the products; the
+    two halves cost one gradient). The step returns its share of ``nfev``: 2 × ``PARTIAL_GRAD_COST``.
     """
-    if not isinstance(problem, MatrixFactorization):
-        blocks = tuple(problem.slices().values())
-
-        def step(k, x, g):
-            for sl in blocks:  # V's block sees the new U
-                problem.grad(x, out=g)
-                x[..., sl] -= eta * g[..., sl]
-            return 2
-        return step
-
-    width, bound = problem.width, {}
+    blocks = [name for name, _ in problem.layout]
+    cost = 2 * problem.PARTIAL_GRAD_COST
+    bound = {}
 
     def step(k, x, g):
         if bound.get("x") is not x or bound.get("g") is not g:
-            # _descend steps the same buffers every time: unpacking them and sizing the workspace
-            # once saves a third of a small step (a single state is a stack of one)
-            X, G = x.reshape(-1, problem.dim), g.reshape(-1, problem.dim)
-            bound.update(x=x, g=g, views=(*problem.unpack(X), *problem.unpack(G)),
-                         work=target_workspace(problem.target, width, len(X), stacked=False))
-        U, V, GU, GV = bound["views"]  # stacks (S, rows, k)
-        (Wu, Wv), (Mu, Mv) = bound["work"]
-        np.copyto(Wu[:, :width], U.mT)
-        np.copyto(Wv[:, :width], V.mT)
-        factor_gradient(Wu, Wv, V, Mv, GU)  # ∇_U f(U, V)
-        GU *= eta
-        U -= GU
-        np.copyto(Wu[:, :width], U.mT)  # V is unchanged, and so is Wv
-        factor_gradient(Wv, Wu, U, Mu, GV)  # ∇_V f(U₊, V)
-        GV *= eta
-        V -= GV
-        return 1
+            # _descend steps the same buffers every time: unpack them once
+            bound.update(x=x, g=g, views=list(zip(problem.unpack(x), problem.unpack(g))))
+        for name, (X, G) in zip(blocks, bound["views"]):  # V's block sees the new U
+            problem.partial_grad(x, name, out=G)
+            G *= eta
+            X -= G
+        return cost
 
     return step
 
 
+@renamed(record_every="save_every")
 def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batch_size: int, seed, *,
-                               record_every: int = 1, monitors=None, max_loss: float | None = None,
+                               save_every: int = 1, monitors=None, max_loss: float | None = None,
                                provenance: dict | None = None):
     """Mini-batch sensing GD: step k uses a fresh batch B_k of ``batch_size`` measurements.
 
     x₊ = x − η∇f_{B_k}(x), where f_B is the unbiased mini-batch loss of
-    :meth:`flows.sensing.MatrixSensing.minibatch` (so E[∇f_B] = ∇f) and
-    B_k = :func:`flows.perturbations.batch_indices` (seed, k, p, b): step k's batch is the same
+    :meth:`pgflow.flows.sensing.MatrixSensing.minibatch` (so E[∇f_B] = ∇f) and
+    B_k = :func:`pgflow.flows.seeds.batch_indices` (seed, k, p, b): step k's batch is the same
     whatever ``n_steps`` is. The recorded monitors are those of the full problem.
 
     Parameters
     ----------
     problem : MatrixSensing (or MatrixCompletion)
-    x0, step_size, n_steps, record_every, monitors, max_loss, provenance
+    x0, step_size, n_steps, save_every, monitors, max_loss, provenance
         As for :func:`gradient_descent`.
     batch_size : int
         1 ≤ b ≤ p.
@@ -203,7 +194,7 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
     batch_size = positive_int(batch_size, "batch_size")
     if batch_size > p:
         raise ValueError(f"batch_size must be <= the number of measurements {p}, got {batch_size}")
-    indexed_rng(seed, 0)  # validate the seed before the run, not at step 1
+    child_rng(seed, 0)  # validate the seed before the run, not at step 1
 
     def step(k, x, g):
         problem.minibatch(batch_indices(seed, k, p, batch_size)).grad(x, out=g)
@@ -211,47 +202,49 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
         x -= g
         return 1
 
-    meta = {"method": "minibatch_gradient_descent", "batch_size": batch_size,
-            "seed": seed_record(seed)}
-    return _descend(problem, x0, eta, n_steps, step, record_every=record_every, monitors=monitors,
-                    extra_monitors={}, max_loss=max_loss, meta=meta, provenance=provenance)
+    provenance = {"minibatch_size": batch_size, "minibatch_seed": seed_record(seed), **(provenance or {})}
+    return _descend(problem, x0, eta, n_steps, step, Dynamics("gd", variant="minibatch", step_size=eta),
+                    save_every=save_every, monitors=monitors, extra_monitors={}, max_loss=max_loss,
+                    provenance=provenance)
 
 
-def _descend(problem, x0, eta: float, n_steps: int, step, *, record_every, monitors, extra_monitors, max_loss,
-             meta, provenance):
-    """The one GD loop: ``step(k, x, g)`` moves x_k to x_{k+1} in place, leaves its direction in g
+def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *, save_every, monitors,
+             extra_monitors, max_loss, provenance):
+    """The one GD loop: ``step(k, x, g)`` moves x_k to x_{k+1} in place, leaves its increment in g
     (checked for finiteness) and returns how many gradients it evaluated. ``x`` may be a batch;
     ``x`` and ``g`` are the same C-contiguous buffers at every step."""
     x = problem.check_state(x0)
     n_steps = positive_int(n_steps, "n_steps")
-    record_every = positive_int(record_every, "record_every")
+    save_every = positive_int(save_every, "save_every")
     f0 = float(np.max(problem.loss(x)))
     if max_loss is None:
         max_loss = 1e6 * max(f0, problem.target.frobenius_norm ** 2)
     max_loss = positive(max_loss, "max_loss")
     mons = {**_monitors.check(_monitors.default(problem) if monitors is None else monitors), **extra_monitors}
 
-    recorded = sorted(set(range(0, n_steps + 1, record_every)) | {n_steps})
+    recorded = sorted(set(range(0, n_steps + 1, save_every)) | {n_steps})
     X = np.empty((len(recorded),) + x.shape)
     X[0] = x
-    meta = {**problem.describe(), **meta, "step_size": eta, "n_steps": n_steps, "record_every": record_every,
+    meta = {**problem.describe(), "step_size": eta, "n_steps": n_steps, "save_every": save_every,
             "max_loss": max_loss, "version": package_version(), **(provenance or {})}
     if x.ndim == 2:
         meta["batch_size"] = x.shape[0]
 
-    def trajectory(t, states, info):
+    def trajectory(t, states, info, stats):
         m0 = time.perf_counter()
         values = _monitors.evaluate(mons, t, states)
-        return Trajectory(t=t, x=states, layout=problem.layout, monitors=values,
-                          meta={**info, "monitor_time": time.perf_counter() - m0},
+        return Trajectory(t=t, x=states, layout=problem.layout, monitors=values, meta=info, dynamics=dynamics,
+                          stats=stats.replace(monitor_time=time.perf_counter() - m0),
                           dense=PiecewiseLinear(t, states) if len(t) > 1 else None)
 
     def result(n_rec, wall, extra=None):
         t = eta * np.asarray(recorded[:n_rec], dtype=float)
-        info = {**meta, "nfev": nfev, "steps": recorded[n_rec - 1], "wall_time": wall, **(extra or {})}
+        stats = SolverStats(method="gradient_descent", nfev=int(round(nfev)), steps=recorded[n_rec - 1],
+                            wall_time=wall, t_reached=float(t[-1]))
+        info = {**meta, **(extra or {})}
         if x.ndim == 1:
-            return trajectory(t, X[:n_rec].copy(), info)
-        return [trajectory(t, X[:n_rec, b].copy(), {**info, "member": b}) for b in range(x.shape[0])]
+            return trajectory(t, X[:n_rec].copy(), info, stats)
+        return [trajectory(t, X[:n_rec, b].copy(), {**info, "member": b}, stats) for b in range(x.shape[0])]
 
     def fail(k, why, bad):
         members = "" if x.ndim == 1 else f" in batch members {np.flatnonzero(bad).tolist()}"
@@ -272,15 +265,3 @@ def _descend(problem, x0, eta: float, n_steps: int, step, *, record_every, monit
             X[r] = x
             r += 1
     return result(len(recorded), time.perf_counter() - start)
-
-
-def scaled_gradient(problem, x, g):
-    """Precondition ∇f in place: G_U ← G_U (VᵀV)⁻¹, G_V ← G_V (UᵀU)⁻¹ (ScaledGD's direction)."""
-    U, V = problem.unpack(x)
-    GU, GV = problem.unpack(g)
-    try:
-        GU[...] = np.linalg.solve(V.mT @ V, GU.mT).mT
-        GV[...] = np.linalg.solve(U.mT @ U, GV.mT).mT
-    except np.linalg.LinAlgError as exc:
-        raise np.linalg.LinAlgError("ScaledGD needs UᵀU and VᵀV invertible (full column rank factors)") from exc
-    return g

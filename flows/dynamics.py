@@ -1,28 +1,46 @@
-"""Vector fields ẋ = F(t, x) built on a problem's one gradient.
+"""Vector fields ẋ = F(t, x) built on a problem's one gradient: the gradient flow, ScaledGD's flow,
+the modified flow of backward error analysis and the perturbed gradient flow.
 
-A flow object is what :func:`flows.integrate` consumes:
+A flow object is what :func:`pgflow.flows.integration.integrate` consumes and what
+:func:`pgflow.flows.descent.gradient_descent` takes explicit Euler steps on:
 
 ``problem``
     The problem whose state it moves.
-``__call__(t, x) -> ẋ``
-    The right-hand side (scipy's ``fun``), for x of shape (dim,) or a batch (B, dim). A flow whose
-    ``__call__`` also takes ``out=`` (an array shaped like x) writes into it, and the explicit
-    Runge–Kutta solvers then evaluate it straight into their stage buffers.
+``__call__(t, x, out=None) -> ẋ``
+    The right-hand side (scipy's ``fun``), for x of shape (dim,) or a batch (B, dim), written into
+    ``out`` (an array shaped like x) when given: the explicit Runge–Kutta solvers then evaluate it
+    straight into their stage buffers.
 ``jac(t, x) -> (dim, dim)`` or ``None``
     The analytic Jacobian ∂F/∂x, handed to the implicit solvers.
 ``monitors() -> dict``
     Extra monitors the flow contributes (e.g. the perturbation norm of a perturbed flow).
+``dynamics``
+    The :class:`pgflow.flows.trajectory.Dynamics` record every trajectory of this flow carries.
 ``describe() -> dict``
     Provenance.
+
+The mathematics of each field is in ``docs/math/dynamics.md``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._checks import positive
-from .descent import VARIANTS, scaled_gradient
-from .problems import negative_grad
+from .checks import positive
+from .perturbations import FORMS, magnitude
+from .problems import couple_residual, negative_grad
+from .trajectory import Dynamics
+
+VARIANTS = ("simultaneous", "alternating", "scaled")
+"""The GD schemes of :func:`pgflow.flows.descent.gradient_descent` (and of :class:`ModifiedFlow`)."""
+
+
+def _into(out, value):
+    """``value`` written into ``out`` when given (a flow evaluated into a solver's stage row)."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
 
 
 class GradientFlow:
@@ -33,16 +51,18 @@ class GradientFlow:
     Parameters
     ----------
     problem : problem object
-        Anything with ``grad`` and ``hessian`` (see :mod:`flows.problems`).
+        Anything with ``grad`` and ``hessian`` (see :class:`pgflow.flows.problems.FactoredProblem`).
 
     Examples
     --------
-    >>> from flows import MatrixFactorization, init
+    >>> from pgflow.flows import MatrixFactorization, init
     >>> p = MatrixFactorization.random(m=4, n=3, rank=1, width=2, seed=0)
     >>> x = init.gaussian(p, scale=0.1, seed=1)
     >>> bool(np.allclose(GradientFlow(p)(0.0, x), -p.grad(x)))
     True
     """
+
+    dynamics = Dynamics("gf")
 
     def __init__(self, problem):
         self.problem = problem
@@ -70,7 +90,7 @@ class ScaledGradientFlow:
     """The flow of ScaledGD (Tong, Ma, Chi): U̇ = −∇_U f (VᵀV)⁻¹, V̇ = −∇_V f (UᵀU)⁻¹.
 
     ScaledGD (``gradient_descent(..., variant="scaled")``) is explicit Euler on this flow; both
-    precondition through :func:`flows.descent.scaled_gradient`.
+    precondition through :func:`scaled_gradient`.
 
     Parameters
     ----------
@@ -78,7 +98,7 @@ class ScaledGradientFlow:
 
     Notes
     -----
-    Only single states x of shape (dim,): the preconditioner solves one k×k system per factor.
+    The right-hand side takes a state (dim,) or a batch (B, dim); ``jvp`` and ``jac`` a single state.
     UᵀU and VᵀV must stay invertible (full column rank factors).
 
     The Jacobian is built column by column from :meth:`jvp`, with P_V = (VᵀV)⁻¹,
@@ -88,6 +108,8 @@ class ScaledGradientFlow:
     and the mirror image for V: a Python loop over ``dim`` columns, so keep it to small problems.
     """
 
+    dynamics = Dynamics("scaled_gf")
+
     def __init__(self, problem):
         _two_factors(problem, "ScaledGradientFlow")
         self.problem = problem
@@ -95,13 +117,13 @@ class ScaledGradientFlow:
     def _single(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=float)
         if x.shape != (self.problem.dim,):
-            raise ValueError(f"x must have shape ({self.problem.dim},) (ScaledGradientFlow takes no batches), "
-                             f"got {x.shape}")
+            raise ValueError(f"x must have shape ({self.problem.dim},) (jvp and jac take one state, not a "
+                             f"batch), got {x.shape}")
         return x
 
-    def __call__(self, t, x):
-        x = self._single(x)
-        out = scaled_gradient(self.problem, x, self.problem.grad(x))
+    def __call__(self, t, x, out=None):
+        x = np.asarray(x, dtype=float)
+        out = scaled_gradient(self.problem, x, self.problem.grad(x, out=out))
         np.negative(out, out=out)
         return out
 
@@ -151,7 +173,7 @@ class ModifiedFlow:
     step_size : float
         η > 0, the GD step this flow models.
     variant : {"simultaneous", "alternating", "scaled"}
-        As in :func:`flows.gradient_descent`; the last two need a problem with factors (U, V).
+        As in :func:`pgflow.flows.descent.gradient_descent`; the last two need a problem with factors (U, V).
 
     Notes
     -----
@@ -161,7 +183,7 @@ class ModifiedFlow:
 
     Examples
     --------
-    >>> from flows import MatrixFactorization, init
+    >>> from pgflow.flows import MatrixFactorization, init
     >>> p = MatrixFactorization.random(m=4, n=3, rank=1, width=2, seed=0)
     >>> x = init.gaussian(p, scale=0.5, seed=1)
     >>> g = p.grad(x)
@@ -180,24 +202,125 @@ class ModifiedFlow:
         self.step_size = positive(step_size, "step_size")
         self.variant = variant
         self._scaled = ScaledGradientFlow(problem) if variant == "scaled" else None
+        self.dynamics = Dynamics("modified", variant=variant, step_size=self.step_size)
 
-    def __call__(self, t, x):
+    def __call__(self, t, x, out=None):
         eta = self.step_size
         if self._scaled is not None:
             F = self._scaled(t, x)
-            return F - 0.5 * eta * self._scaled.jvp(x, F)
+            return _into(out, F - 0.5 * eta * self._scaled.jvp(x, F))
         p = self.problem
         g = p.grad(x)
-        out = -g - 0.5 * eta * p.hvp(x, g)
+        value = -g - 0.5 * eta * p.hvp(x, g)
         if self.variant == "alternating":
             u, v = p.slices().values()
             first = np.zeros_like(g)
             first[..., u] = g[..., u]
-            out[..., v] += eta * p.hvp(x, first)[..., v]
-        return out
+            value[..., v] += eta * p.hvp(x, first)[..., v]
+        return _into(out, value)
 
     def monitors(self) -> dict:
         return {}
 
     def describe(self) -> dict:
         return {"flow": type(self).__name__, "step_size": self.step_size, "variant": self.variant}
+
+
+class PerturbedGradientFlow:
+    r"""Perturbed gradient flow ẋ = −∇f(x) + (perturbation term), in residual or additive form.
+
+    residual: U̇ = (Σ − UVᵀ + E)V, V̇ = (Σ − UVᵀ + E)ᵀU (E of shape (m, n));
+    additive: U̇ = RV + E_U, V̇ = RᵀU + E_V (E flat, shape (dim,)).
+
+    The Jacobian is analytic when E does not depend on the state: −∇²f, plus in the residual form
+    the blocks ∂(EV)/∂V = E ⊗ I_k and ∂(EᵀU)/∂U = Eᵀ ⊗ I_k. Otherwise ``jac`` is None (the implicit
+    solvers then use finite differences). ``monitors()`` records ‖E‖ ("perturbation_norm") and its
+    claimed bound ("perturbation_bound") on every saved state. Perturbations that jump on a time
+    grid (:class:`~pgflow.flows.perturbations.RandomPerturbation`,
+    :class:`~pgflow.flows.perturbations.MinibatchSensingError`) or need the state at the start of each
+    piece (:class:`~pgflow.flows.perturbations.DiscretizationError`) are best integrated with
+    :func:`pgflow.flows.piecewise.integrate_piecewise`; :func:`pgflow.flows.integration.integrate` also
+    works for the former, but its
+    solver steps across each jump by shrinking its step until the jump no longer shows.
+
+    Parameters
+    ----------
+    problem : problem object
+        The unperturbed problem (for the sensing PGF: the factorization problem with Σ = X*).
+    perturbation : perturbation model
+        See :mod:`pgflow.flows.perturbations` for the protocol.
+    form : {"residual", "additive"}
+
+    Examples
+    --------
+    >>> from pgflow.flows import FixedPerturbation, MatrixFactorization, GradientFlow, init
+    >>> p = MatrixFactorization.random(m=4, n=3, rank=1, width=2, seed=0)
+    >>> x = init.gaussian(p, 0.1, seed=1)
+    >>> pgf = PerturbedGradientFlow(p, FixedPerturbation(np.zeros((4, 3))))
+    >>> bool(np.array_equal(pgf(0.0, x), GradientFlow(p)(0.0, x)))
+    True
+    """
+
+    def __init__(self, problem, perturbation, form: str = "residual"):
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        if not (callable(perturbation) and callable(getattr(perturbation, "bound", None))):
+            raise TypeError(f"perturbation must be callable E(t, x) with a bound(t, x) method (see "
+                            f"pgflow.flows.perturbations), got {type(perturbation).__name__}")
+        if form == "residual" and len(problem.layout) != 2:
+            raise ValueError("the residual form needs a problem with two factors U, V (E enters as EV, EᵀU)")
+        self.problem, self.perturbation, self.form = problem, perturbation, form
+        self._shape = problem.target.shape if form == "residual" else (problem.dim,)
+        self.jac = None if getattr(perturbation, "state_dependent", True) else self._jac
+        self.dynamics = Dynamics("pgf", form=form, perturbation=perturbation.describe())
+
+    def perturbation_term(self, t, x) -> np.ndarray:
+        """What the perturbation adds to −∇f: (EV, EᵀU) packed (residual form) or E (additive)."""
+        E = np.asarray(self.perturbation(t, x), dtype=float)
+        if E.shape != self._shape:
+            raise ValueError(f"the perturbation returned shape {E.shape}; the {self.form} form needs {self._shape}")
+        # a state that overflowed may give a non-finite E: that is for the solver or GD to report
+        if not np.all(np.isfinite(E)) and np.all(np.isfinite(x)):
+            raise ValueError(f"the perturbation {self.perturbation.describe()} returned non-finite values at "
+                             f"t = {t:g} from a finite state")
+        if self.form == "additive":
+            return E
+        U, V = self.problem.factors(x)
+        return self.problem.join(E @ V, E.T @ U)
+
+    def __call__(self, t, x, out=None):
+        if np.ndim(x) == 2:
+            return _into(out, np.stack([self(t, xi) for xi in x]))
+        out = negative_grad(self.problem, x, out)
+        out += self.perturbation_term(t, x)
+        return out
+
+    def _jac(self, t, x):
+        J = -self.problem.hessian(x)
+        if self.form == "residual":
+            couple_residual(J, np.asarray(self.perturbation(t, x), dtype=float), self.problem.width)
+        return J
+
+    def piece(self, t, x_start) -> "PerturbedGradientFlow":
+        """The flow on the piece of the perturbation that starts at t from ``x_start``."""
+        return PerturbedGradientFlow(self.problem, self.perturbation.piece(t, x_start), self.form)
+
+    def monitors(self) -> dict:
+        E, norm = self.perturbation, getattr(self.perturbation, "norm", "fro")
+        return {"perturbation_norm": lambda t, x: magnitude(E(t, x), norm),
+                "perturbation_bound": lambda t, x: float(E.bound(t, x))}
+
+    def describe(self) -> dict:
+        return {"flow": type(self).__name__, "form": self.form, "perturbation": self.perturbation.describe()}
+
+
+def scaled_gradient(problem, x, g):
+    """Precondition ∇f in place: G_U ← G_U (VᵀV)⁻¹, G_V ← G_V (UᵀU)⁻¹ (ScaledGD's direction)."""
+    U, V = problem.unpack(x)
+    GU, GV = problem.unpack(g)
+    try:
+        GU[...] = np.linalg.solve(V.mT @ V, GU.mT).mT
+        GV[...] = np.linalg.solve(U.mT @ U, GV.mT).mT
+    except np.linalg.LinAlgError as exc:
+        raise np.linalg.LinAlgError("ScaledGD needs UᵀU and VᵀV invertible (full column rank factors)") from exc
+    return g

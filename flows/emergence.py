@@ -1,10 +1,11 @@
 r"""Incremental learning: when each singular value of UVᵀ emerges, measured against the balanced mode.
 
-From a small init the singular values of UVᵀ are learned one after another (MATH.md §5). Singular
+From a small init the singular values of UVᵀ are learned one after another (see
+``docs/math/proof-quantities.md``). Singular
 value i *emerges* when the i-th largest singular value of UVᵀ first reaches fraction·σᵢ.
 
 Prediction. A balanced spectral mode u = ab obeys u̇ = 2u(σ − u) and reaches fσ at
-t = [ln((σ − u₀)/u₀) + ln(f/(1 − f))]/(2σ) ≈ ln(σ/u₀)/(2σ) (:func:`flows.exact.emergence_time`).
+t = [ln((σ − u₀)/u₀) + ln(f/(1 − f))]/(2σ) ≈ ln(σ/u₀)/(2σ) (:func:`pgflow.flows.exact.emergence_time`).
 For a general init we take as mode i's initial amplitude the component along the growing
 eigenvector (Φᵢ, Ψᵢ)/√2 of the linearized flow at 0,
 
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import positive
+from .checks import positive
 from .exact import emergence_time
-from .integrate import Event
+from .integration import Event
 from .monitors import singular_values
 
 
@@ -39,12 +40,12 @@ def _n_modes(problem) -> int:
 
 
 def event_name(i: int, fraction: float) -> str:
-    """Key of singular value i's emergence (0-based i) in ``Trajectory.meta["events"]``."""
+    """Key of singular value i's emergence (0-based i) in ``Trajectory.events``."""
     return f"emergence_{i + 1}_at_{fraction:g}"
 
 
 def emergence_events(problem, fraction: float = 0.5) -> list[Event]:
-    """One :class:`flows.Event` per singular value: sᵢ(UVᵀ) − fraction·σᵢ crossing upwards.
+    """One :class:`pgflow.flows.integration.Event` per singular value: sᵢ(UVᵀ) − fraction·σᵢ crossing upwards.
 
     Parameters
     ----------
@@ -135,7 +136,7 @@ def emergence_report(trajectory, problem, x0, fraction: float = 0.5) -> Emergenc
     u0 = initial_amplitudes(problem, x0)
     predicted = np.array([emergence_time(s, u, fraction) if 0 < u < fraction * s else np.nan
                           for s, u in zip(sigma, u0)])
-    events = trajectory.meta.get("events", {})
+    events = trajectory.events
     names = [event_name(i, fraction) for i in range(sigma.size)]
     if all(name in events for name in names):
         measured = np.array([events[name][0] if events[name] else np.nan for name in names])

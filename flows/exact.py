@@ -1,4 +1,6 @@
-r"""Closed-form reference solutions of gradient flow on factorization problems (MATH.md §4).
+r"""Closed-form reference solutions of gradient flow on factorization problems.
+
+The mathematics, and why the textbook formulas fail in double precision: ``docs/math/closed-forms.md``.
 
 Symmetric flow
     Ẋ = (M − XXᵀ)X, the gradient flow of ¼‖XXᵀ − M‖²_F, has P = XXᵀ solving the matrix Riccati
@@ -51,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from ._checks import as_float_array, positive
+from .checks import as_float_array, positive
 from .problems import MatrixFactorization, SymmetricFactorization
 
 __all__ = ["LambdaBalancedSolution", "balanced_mode", "emergence_time", "lambda_balanced_flow",
@@ -253,7 +255,7 @@ def symmetric_flow(problem: SymmetricFactorization, X0, t) -> np.ndarray:
     problem : SymmetricFactorization
         Defines M (``problem.target``) and the width k.
     X0 : array_like, shape (m, k) or (dim,)
-        Initial factor, or the flat state the initializers of :mod:`flows.init` return.
+        Initial factor, or the flat state the initializers of :mod:`pgflow.flows.init` return.
     t : float or array_like, shape (T,)
         Times ≥ 0.
 
@@ -309,7 +311,7 @@ def lambda_balanced_flow(problem: MatrixFactorization, U0, V0, t) -> LambdaBalan
     U0 : array_like, shape (m, k)
     V0 : array_like, shape (n, k)
         λ-balanced: ‖U₀ᵀU₀ − V₀ᵀV₀ − λI‖_F ≤ 1e-10 (‖U₀ᵀU₀‖_F + ‖V₀ᵀV₀‖_F) with λ = tr(U₀ᵀU₀ − V₀ᵀV₀)/k.
-        :func:`flows.init.lambda_balanced` builds such pairs.
+        :func:`pgflow.flows.init.lambda_balanced` builds such pairs.
     t : float or array_like, shape (T,)
         Times ≥ 0.
 

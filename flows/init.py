@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import INIT_STREAM, as_float_array, positive, seed_rng
+from .checks import as_float_array, positive
+from .seeds import INIT_STREAM, seed_rng
 from .problems import SymmetricFactorization
-from .targets import _haar_columns
+from .targets import haar_columns
 
 
 def gaussian(problem, scale: float, seed=0) -> np.ndarray:
@@ -67,7 +68,7 @@ def lambda_balanced(problem, scale: float, lam: float, seed=0) -> np.ndarray:
     if np.any(w + lam < 0):
         raise ValueError(f"lam must be >= -lambda_min(V0ᵀV0) = {-w.min():.3g}, got {lam}")
     root = (Q_V * np.sqrt(w + lam)) @ Q_V.T
-    U0 = _haar_columns(rng, m, k) @ root
+    U0 = haar_columns(rng, m, k) @ root
     return problem.pack(U0, V0)
 
 
@@ -80,7 +81,7 @@ def spectral(problem, amplitudes, amplitudes_V=None) -> np.ndarray:
     """An init aligned with Σ's singular vectors: U₀ = Φ diag(a), V₀ = Ψ diag(b) (first columns).
 
     The flow then decouples into scalar modes ȧᵢ = bᵢ(σᵢ − aᵢbᵢ), ḃᵢ = aᵢ(σᵢ − aᵢbᵢ)
-    (see :mod:`flows.exact`). Columns beyond ``len(amplitudes)`` are zero and stay zero.
+    (see :mod:`pgflow.flows.exact`). Columns beyond ``len(amplitudes)`` are zero and stay zero.
 
     Parameters
     ----------

@@ -1,7 +1,10 @@
 """Monitors: functions of a saved state, evaluated after a run (never inside the right-hand side).
 
 A monitor is a callable ``fn(t, x) -> float or 1-D array``. :func:`default` binds the standard set to
-a problem.
+a problem. A monitor's name means the same number as the quantity of that name in the symbolic
+catalogue (:data:`pgflow.analysis.symbolic.QUANTITIES`), so a claim and a monitor about
+``imbalance_fro`` agree; names that changed meaning raise a ``KeyError`` naming the new one
+(:data:`pgflow.flows.trajectory.RENAMED_MONITORS`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from .problems import lowrank_core
+from .trajectory import MonitorValues
 
 Monitor = Callable[[float, np.ndarray], "float | np.ndarray"]
 
@@ -25,8 +29,9 @@ def grad_norm(problem) -> Monitor:
     return lambda t, x: float(np.linalg.norm(problem.grad(x)))
 
 
-def imbalance(problem) -> Monitor:
-    """‖UᵀU − VᵀV‖_F (conserved by GF; zero for the symmetric problem)."""
+def imbalance_fro(problem) -> Monitor:
+    """‖UᵀU − VᵀV‖_F, the Frobenius norm of the imbalance (conserved by GF; zero for the symmetric
+    problem)."""
     def fn(t, x):
         U, V = problem.factors(x)
         return float(np.linalg.norm(U.T @ U - V.T @ V))
@@ -47,9 +52,10 @@ def singular_values(problem) -> Monitor:
 
 
 def default(problem) -> dict[str, Monitor]:
-    """loss, grad_norm, imbalance, distance and singular_values, bound to ``problem``."""
-    return {"loss": loss(problem), "grad_norm": grad_norm(problem), "imbalance": imbalance(problem),
+    """loss, grad_norm, imbalance_fro, distance and singular_values, bound to ``problem``."""
+    return {"loss": loss(problem), "grad_norm": grad_norm(problem), "imbalance_fro": imbalance_fro(problem),
             "distance": distance(problem), "singular_values": singular_values(problem)}
+
 
 
 def check(monitors) -> dict[str, Monitor]:
@@ -62,9 +68,9 @@ def check(monitors) -> dict[str, Monitor]:
     return dict(monitors)
 
 
-def evaluate(monitors: dict[str, Monitor], t: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
+def evaluate(monitors: dict[str, Monitor], t: np.ndarray, x: np.ndarray) -> MonitorValues:
     """Evaluate every monitor on every saved state: name -> array of shape (T,) or (T, q)."""
-    out = {}
+    out = MonitorValues()
     for name, fn in monitors.items():
         out[name] = np.asarray([fn(ti, xi) for ti, xi in zip(t, x)], dtype=float)
     return out

@@ -4,7 +4,7 @@ Every operator scales its measurements so that E[𝒜*𝒜] = I for its random m
 sensing loss ½‖𝒜(UVᵀ) − y‖² comparable to the factorization loss ½‖UVᵀ − Σ‖²_F and the sensing
 gradient flow a perturbation of the factorization flow by (𝒜*𝒜 − I)(X* − UVᵀ).
 
-Shared protocol (what :class:`flows.sensing.MatrixSensing` relies on). Leading batch axes are
+Shared protocol (what :class:`pgflow.flows.sensing.MatrixSensing` relies on). Leading batch axes are
 allowed everywhere:
 
 ``shape``, ``n_measurements``
@@ -27,11 +27,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from ._checks import as_float_array, positive, positive_int, seed_rng
+from .checks import as_float_array, positive, positive_int
+from .seeds import seed_rng
 from .problems import lowrank_frobenius
 from .targets import as_target
 
-# The (mn, mn) Gram matrix makes the sensing gradient a single product (PERFORMANCE.md case (e));
+# The (mn, mn) Gram matrix makes the sensing gradient a single product (docs/performance.md, case (e));
 # it pays off when it is no larger than the two (p, mn) products it replaces, and is kept below
 # this many entries (32 MB) so that "auto" never surprises anyone's memory.
 _GRAM_MAX_ENTRIES = 4_000_000

@@ -1,15 +1,12 @@
-r"""The perturbed gradient flow (PGF) and its perturbation models (MATH.md §2).
+r"""Perturbation models E(t, x) for the perturbed gradient flow and perturbed gradient descent.
 
-Two forms, both built on the problem's one gradient:
+The perturbed gradient flow (:class:`pgflow.flows.dynamics.PerturbedGradientFlow`) adds E to the
+gradient flow in one of two forms (see ``docs/math/dynamics.md``):
 
 residual form
-    U̇ = (Σ − UVᵀ + E(t))V, V̇ = (Σ − UVᵀ + E(t))ᵀU, i.e. ẋ = −∇f(x) + (EV, EᵀU), E of shape (m, n).
-    UᵀU − VᵀV is conserved for every E. With Σ = X* and E the sensing error
-    (𝒜*𝒜 − I)(X* − UVᵀ) (+ 𝒜*ξ) it *is* the sensing gradient flow.
+    U̇ = (Σ − UVᵀ + E(t))V, V̇ = (Σ − UVᵀ + E(t))ᵀU: E is an (m, n) matrix.
 additive form
-    U̇ = RV + E_U(t), V̇ = RᵀU + E_V(t), i.e. ẋ = −∇f(x) + e, e a flat vector of shape (dim,).
-    On [kη, (k+1)η) the piecewise-linear interpolant of GD solves it with
-    e = ∇f(x) − ∇f(x_k) (:class:`DiscretizationError`).
+    U̇ = RV + E_U(t), V̇ = RᵀU + E_V(t): E is a flat vector of shape (dim,).
 
 Perturbation protocol (every model below follows it; :class:`Perturbation` holds the defaults):
 
@@ -23,8 +20,8 @@ Perturbation protocol (every model below follows it; :class:`Perturbation` holds
     False when E depends on t only; the PGF then has an analytic Jacobian.
 ``breakpoints(t0, t1) -> array``, ``piece(t, x_start) -> perturbation``
     Times in (t0, t1) where E jumps, and the smooth perturbation on the piece starting at t from
-    the state x_start there. :func:`integrate_piecewise` restarts the solver at every breakpoint so
-    that no Runge–Kutta stage straddles a jump.
+    the state x_start there. :func:`pgflow.flows.piecewise.integrate_piecewise` restarts the solver
+    at every breakpoint so that no Runge–Kutta stage straddles a jump.
 ``describe() -> dict``
 """
 
@@ -35,27 +32,12 @@ from typing import Callable
 
 import numpy as np
 
-from ._checks import as_float_array, child_rng, positive, positive_int, seed_record, seed_sequence
-from .integrate import IntegrationError, _time_grid, integrate
-from .problems import couple_residual, distance_factors, lowrank_core, negative_grad
-from .trajectory import Trajectory
+from .checks import as_float_array, positive, positive_int
+from .problems import distance_factors, lowrank_core
+from .seeds import batch_indices, child_rng, seed_record, seed_sequence
 
 FORMS = ("residual", "additive")
 NORMS = ("fro", "op")
-
-
-# --------------------------------------------------------------------------------------------------
-# seeds with random access: the draw for piece j must not depend on which pieces were drawn before
-# --------------------------------------------------------------------------------------------------
-
-def indexed_rng(seed, index: int) -> np.random.Generator:
-    """The generator of piece (or step) ``index``: :func:`flows._checks.child_rng`."""
-    return child_rng(seed, index)
-
-
-def batch_indices(seed, index: int, n_measurements: int, batch_size: int) -> np.ndarray:
-    """The mini-batch of step (or piece) ``index``: ``batch_size`` distinct measurements of ``n_measurements``."""
-    return indexed_rng(seed, index).choice(n_measurements, size=batch_size, replace=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +223,7 @@ class RandomPerturbation(_OnGrid):
     The direction on piece j is a Gaussian matrix (or vector) normalized in the chosen norm, drawn
     from child j of ``SeedSequence(seed)``: reproducible, and independent of the order in which a
     solver visits the pieces. Pass the grid in ``t_eval`` or, better, integrate with
-    :func:`integrate_piecewise` so that the solver restarts at every jump.
+    :func:`pgflow.flows.piecewise.integrate_piecewise` so that the solver restarts at every jump.
 
     Parameters
     ----------
@@ -292,7 +274,7 @@ class RandomPerturbation(_OnGrid):
         """
         D = self._directions.get(j)
         if D is None:
-            G = indexed_rng(self.seed, j).standard_normal(self._shape)
+            G = child_rng(self.seed, j).standard_normal(self._shape)
             D = G / magnitude(G, self.norm)
             D.setflags(write=False)  # it is shared through the cache
             if len(self._directions) >= DIRECTIONS_KEPT:
@@ -336,7 +318,7 @@ class SensingError(Perturbation):
         Include the measurement noise term 𝒜*ξ.
     delta : float, optional
         The RIP constant δ the bound uses; default: none claimed (NaN). An empirical value:
-        :func:`flows.operators.rip_estimate` with rank = rank(X*) + width + 1.
+        :func:`pgflow.flows.operators.rip_estimate` with rank = rank(X*) + width + 1.
     """
 
     problem: object
@@ -372,8 +354,8 @@ class MinibatchSensingError(_OnGrid):
     r"""E = (𝒜_B*𝒜_B − I)(X* − UVᵀ) (+ 𝒜_B*ξ_B) with a fresh mini-batch B on each grid piece.
 
     𝒜_B, y_B are the unbiased mini-batch operator and measurements of
-    :meth:`flows.sensing.MatrixSensing.minibatch`; the batch of piece j is
-    :func:`batch_indices` (seed, j), the same draw :func:`flows.descent.minibatch_gradient_descent`
+    :meth:`pgflow.flows.sensing.MatrixSensing.minibatch`; the batch of piece j is
+    :func:`batch_indices` (seed, j), the same draw :func:`pgflow.flows.descent.minibatch_gradient_descent`
     makes at step j, so GD on the factorization problem with this perturbation and the grid
     η·(0, 1, 2, …) *is* mini-batch sensing GD. No bound is claimed.
 
@@ -440,7 +422,7 @@ class DiscretizationError(Perturbation):
     The PGF right-hand side on that piece is the constant −∇f(x_k), so its solution is the
     piecewise-linear interpolant of GD and any Runge–Kutta step lands on x_{k+1} = x_k − η∇f(x_k)
     up to rounding. E depends on the state at the start of each step, so this model only makes
-    sense piece by piece: integrate it with :func:`integrate_piecewise`. No bound is claimed.
+    sense piece by piece: integrate it with :func:`pgflow.flows.piecewise.integrate_piecewise`. No bound is claimed.
 
     Parameters
     ----------
@@ -457,7 +439,7 @@ class DiscretizationError(Perturbation):
 
     def __call__(self, t, x):
         raise TypeError("DiscretizationError depends on the state at the start of each GD step: integrate it "
-                        "with flows.perturbations.integrate_piecewise, which hands that state to each piece")
+                        "with pgflow.flows.piecewise.integrate_piecewise, which hands that state to each piece")
 
     def breakpoints(self, t0, t1):
         eta = self.step_size
@@ -474,200 +456,9 @@ class DiscretizationError(Perturbation):
 
 def _check_sensing(problem):
     if not (hasattr(problem, "operator") and hasattr(problem, "noise_vector")):
-        raise TypeError(f"problem must be a sensing problem (flows.sensing.MatrixSensing), got {type(problem).__name__}")
+        raise TypeError(f"problem must be a sensing problem (pgflow.flows.sensing.MatrixSensing), got {type(problem).__name__}")
 
 
-# --------------------------------------------------------------------------------------------------
-# the flow
-# --------------------------------------------------------------------------------------------------
-
-class PerturbedGradientFlow:
-    r"""Perturbed gradient flow ẋ = −∇f(x) + (perturbation term), in residual or additive form.
-
-    residual: U̇ = (Σ − UVᵀ + E)V, V̇ = (Σ − UVᵀ + E)ᵀU (E of shape (m, n));
-    additive: U̇ = RV + E_U, V̇ = RᵀU + E_V (E flat, shape (dim,)).
-
-    The Jacobian is analytic when E does not depend on the state: −∇²f, plus in the residual form
-    the blocks ∂(EV)/∂V = E ⊗ I_k and ∂(EᵀU)/∂U = Eᵀ ⊗ I_k. Otherwise ``jac`` is None (the implicit
-    solvers then use finite differences). ``monitors()`` records ‖E‖ ("perturbation_norm") and its
-    claimed bound ("perturbation_bound") on every saved state. Perturbations that jump on a time
-    grid (:class:`RandomPerturbation`, :class:`MinibatchSensingError`) or need the state at the
-    start of each piece (:class:`DiscretizationError`) are best integrated with
-    :func:`integrate_piecewise`; :func:`flows.integrate` also works for the former, but its
-    solver steps across each jump by shrinking its step until the jump no longer shows.
-
-    Parameters
-    ----------
-    problem : problem object
-        The unperturbed problem (for the sensing PGF: the factorization problem with Σ = X*).
-    perturbation : perturbation model
-        See the module docstring for the protocol.
-    form : {"residual", "additive"}
-
-    Examples
-    --------
-    >>> from flows import MatrixFactorization, GradientFlow, init
-    >>> p = MatrixFactorization.random(m=4, n=3, rank=1, width=2, seed=0)
-    >>> x = init.gaussian(p, 0.1, seed=1)
-    >>> pgf = PerturbedGradientFlow(p, FixedPerturbation(np.zeros((4, 3))))
-    >>> bool(np.array_equal(pgf(0.0, x), GradientFlow(p)(0.0, x)))
-    True
-    """
-
-    def __init__(self, problem, perturbation, form: str = "residual"):
-        if form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-        if not (callable(perturbation) and callable(getattr(perturbation, "bound", None))):
-            raise TypeError(f"perturbation must be callable E(t, x) with a bound(t, x) method (see "
-                            f"flows.perturbations), got {type(perturbation).__name__}")
-        if form == "residual" and len(problem.layout) != 2:
-            raise ValueError("the residual form needs a problem with two factors U, V (E enters as EV, EᵀU)")
-        self.problem, self.perturbation, self.form = problem, perturbation, form
-        self._shape = problem.target.shape if form == "residual" else (problem.dim,)
-        self.jac = None if getattr(perturbation, "state_dependent", True) else self._jac
-
-    def perturbation_term(self, t, x) -> np.ndarray:
-        """What the perturbation adds to −∇f: (EV, EᵀU) packed (residual form) or E (additive)."""
-        E = np.asarray(self.perturbation(t, x), dtype=float)
-        if E.shape != self._shape:
-            raise ValueError(f"the perturbation returned shape {E.shape}; the {self.form} form needs {self._shape}")
-        # a state that overflowed may give a non-finite E: that is for the solver or GD to report
-        if not np.all(np.isfinite(E)) and np.all(np.isfinite(x)):
-            raise ValueError(f"the perturbation {self.perturbation.describe()} returned non-finite values at "
-                             f"t = {t:g} from a finite state")
-        if self.form == "additive":
-            return E
-        U, V = self.problem.factors(x)
-        return self.problem.join(E @ V, E.T @ U)
-
-    def __call__(self, t, x):
-        if np.ndim(x) == 2:
-            return np.stack([self(t, xi) for xi in x])
-        out = negative_grad(self.problem, x)
-        out += self.perturbation_term(t, x)
-        return out
-
-    def _jac(self, t, x):
-        J = -self.problem.hessian(x)
-        if self.form == "residual":
-            couple_residual(J, np.asarray(self.perturbation(t, x), dtype=float), self.problem.width)
-        return J
-
-    def piece(self, t, x_start) -> "PerturbedGradientFlow":
-        """The flow on the piece of the perturbation that starts at t from ``x_start``."""
-        return PerturbedGradientFlow(self.problem, self.perturbation.piece(t, x_start), self.form)
-
-    def monitors(self) -> dict:
-        E, norm = self.perturbation, getattr(self.perturbation, "norm", "fro")
-        return {"perturbation_norm": lambda t, x: magnitude(E(t, x), norm),
-                "perturbation_bound": lambda t, x: float(E.bound(t, x))}
-
-    def describe(self) -> dict:
-        return {"flow": type(self).__name__, "form": self.form, "perturbation": self.perturbation.describe()}
-
-
-# --------------------------------------------------------------------------------------------------
-# piecewise integration
-# --------------------------------------------------------------------------------------------------
-
-def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=None, events=(),
-                        **kwargs) -> Trajectory:
-    """:func:`flows.integrate` restarted at each breakpoint of the flow's perturbation.
-
-    Each piece [b_j, b_{j+1}] is integrated with ``flow.piece(b_j, x(b_j))``, a smooth vector field,
-    so no solver stage ever evaluates the next piece's perturbation (scipy's FSAL stage at the end
-    of a step would otherwise do exactly that, at every jump).
-
-    Parameters
-    ----------
-    flow : PerturbedGradientFlow
-    x0, t_end, t_start, events
-        As for :func:`flows.integrate`; events are searched on every piece.
-    t_eval : array_like, optional
-        Times to save (default: every solver step); piece ends are integrated to but not saved
-        unless requested. A state saved on a breakpoint belongs to the piece that ends there, so
-        its "perturbation_norm" is that piece's E (the left limit).
-    **kwargs
-        Passed to :func:`flows.integrate` for every piece (method, rtol, atol, monitors,
-        first_step, ...).
-
-    Returns
-    -------
-    Trajectory
-        ``meta`` sums the solver statistics over the pieces and records their number in "pieces";
-        ``dense`` covers all of them.
-    """
-    t0, t1 = float(t_start), float(t_end)
-    breaks = np.asarray(flow.perturbation.breakpoints(t0, t1), dtype=float)
-    edges = np.concatenate([[t0], breaks, [t1]])
-    grid = _time_grid(t_eval, t0, t1)
-    parts, x = [], x0
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        sub_eval = None
-        if grid is not None:
-            inside = grid[(grid > a) & (grid < b)] if i else grid[(grid >= a) & (grid < b)]
-            sub_eval = np.append(inside, b)
-        try:
-            part = integrate(flow.piece(a, x), x, b, t_start=a, t_eval=sub_eval, events=events, **kwargs)
-        except IntegrationError as exc:
-            raise IntegrationError(f"{exc} (piece {i + 1} of {len(edges) - 1}, [{a:g}, {b:g}], of the run to "
-                                   f"t_end = {t1:g})", exc.t_reached,
-                                   _join(parts + [exc.partial], grid, t0, t1, flow.describe())) from exc
-        parts.append(part)
-        x = part.final
-        if "stopped_by_event_at" in part.meta:
-            break
-    return _join(parts, grid, t0, t1, flow.describe())
-
-
-_SUMMED = ("nfev", "njev", "nlu", "rhs_calls", "steps", "wall_time", "monitor_time")
-
-
-def _join(parts: list[Trajectory], grid, t0: float, t1: float, description: dict) -> Trajectory:
-    """One trajectory from consecutive pieces: shared endpoints once, only requested times kept."""
-    keep = []
-    for i, part in enumerate(parts):
-        k = np.ones(part.t.size, dtype=bool) if grid is None else np.isin(part.t, grid)
-        if i and grid is None:
-            k[0] = False  # the previous piece's end
-        keep.append(k)
-    t = np.concatenate([p.t[k] for p, k in zip(parts, keep)])
-    x = np.concatenate([p.x[k] for p, k in zip(parts, keep)])
-    monitors = {name: np.concatenate([p.monitors[name][k] for p, k in zip(parts, keep)])
-                for name in parts[0].monitors}
-    methods = sorted({p.meta["method"] for p in parts})
-    meta = {**parts[-1].meta, **description, "t_start": t0, "t_end": t1, "pieces": len(parts),
-            "method": methods[0] if len(methods) == 1 else "mixed: " + ", ".join(methods),
-            **{key: sum(p.meta.get(key, 0) for p in parts) for key in _SUMMED},
-            **({"method_reason": [p.meta["method_reason"] for p in parts]} if "method_reason" in parts[-1].meta else {}),
-            "events": {key: [s for p in parts for s in p.meta.get("events", {}).get(key, [])]
-                       for key in parts[0].meta.get("events", {})}}
-    dense = None
-    if all(p.dense is not None for p in parts):
-        dense = _PiecewiseDense(np.array([p.meta["t_start"] for p in parts]), [p.dense for p in parts])
-    return Trajectory(t=t, x=x, layout=parts[0].layout, monitors=monitors, meta=meta, dense=dense)
-
-
-class _PiecewiseDense:
-    """Dense output over consecutive pieces: piece j serves [starts[j], starts[j+1])."""
-
-    def __init__(self, starts: np.ndarray, denses: list):
-        self.starts, self.denses = starts, denses
-
-    def __call__(self, t):
-        t = np.asarray(t, dtype=float)
-        j = np.clip(np.searchsorted(self.starts, t, side="right") - 1, 0, len(self.denses) - 1)
-        if t.ndim == 0:
-            return self.denses[int(j)](t)
-        out = None
-        for piece in np.unique(j):
-            values = self.denses[piece](t[j == piece])
-            if out is None:
-                out = np.empty((t.size, values.shape[-1]))
-            out[j == piece] = values
-        return out
-
-
-__all__ = ["DiscretizationError", "FixedPerturbation", "FunctionPerturbation", "MinibatchSensingError",
-           "Perturbation", "PerturbedGradientFlow", "RandomPerturbation", "SensingError", "batch_indices",
-           "indexed_rng", "integrate_piecewise", "magnitude", "measurement_noise", "residual_magnitude"]
+__all__ = ["DiscretizationError", "FORMS", "FixedPerturbation", "FunctionPerturbation", "MinibatchSensingError",
+           "Perturbation", "RandomPerturbation", "SensingError", "magnitude", "measurement_noise",
+           "residual_magnitude"]

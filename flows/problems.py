@@ -4,7 +4,7 @@ The state is one flat float64 vector ``x`` (scipy's ODE solvers need it). Only t
 unpacks it; the factors it returns are reshaped *views* of ``x``. Every method also accepts a batch
 of states ``x`` of shape (B, dim) and then returns batched results.
 
-Shared protocol (what :func:`flows.integrate`, :func:`flows.gradient_descent`, the monitors and the
+Shared protocol (what :func:`pgflow.flows.integrate`, :func:`pgflow.flows.gradient_descent`, the monitors and the
 analysis layer rely on):
 
 ``dim``, ``width``, ``target``, ``layout``
@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from ._checks import as_float_array, positive_int
+from .checks import as_float_array, positive_int
 from .targets import LowRankTarget, as_target
 
 
@@ -229,20 +229,42 @@ class FactoredProblem:
         """The :func:`target_workspace` buffers for a stack of B states, from the current target.
 
         They are written, so each thread has its own (dropped with the thread); a thread keeps those
-        of its last ``WORKSPACES_PER_THREAD`` batch sizes, rebuilt when ``target`` has been replaced.
+        of its last ``WORKSPACES_PER_THREAD`` layouts (batch size, stacked), rebuilt when ``target``
+        has been replaced.
         """
+        key = (B, stacked)
         try:
-            target, work = self._work.by_size[B]
+            target, work = self._work.by_size[key]
             if target is self.target:
                 return work
         except (AttributeError, KeyError):
             pass
         cache = vars(self.__dict__.setdefault("_work", threading.local())).setdefault("by_size", {})
-        cache.pop(B, None)
+        cache.pop(key, None)
         while len(cache) >= WORKSPACES_PER_THREAD:
             del cache[next(iter(cache))]  # the oldest
-        cache[B] = self.target, target_workspace(self.target, self.width, B, stacked)
-        return cache[B][1]
+        cache[key] = self.target, target_workspace(self.target, self.width, B, stacked)
+        return cache[key][1]
+
+    # What one block gradient costs, as a fraction of a full gradient evaluation (GD's nfev counts it)
+    PARTIAL_GRAD_COST = 1.0
+
+    def partial_grad(self, x, block: str, out=None):
+        """∇f with respect to one factor block (``"U"``, ``"V"``, ...), shape of that block (batched).
+
+        Alternating GD takes one block at a time. This default evaluates the whole gradient and
+        returns the block's part (costing a full gradient: ``PARTIAL_GRAD_COST`` = 1); a problem
+        that can compute one block alone overrides it.
+        """
+        names = [name for name, _ in self.layout]
+        if block not in names:
+            raise ValueError(f"block must be one of {names}, got {block!r}")
+        G = self.unpack(self.grad(x))
+        G = G[names.index(block)] if len(names) > 1 else G
+        if out is None:
+            return G
+        out[...] = G
+        return out
 
     def __getstate__(self):
         return {key: value for key, value in self.__dict__.items() if key != "_work"}
@@ -342,6 +364,45 @@ class MatrixFactorization(FactoredProblem):
         np.copyto(Wv[:, :k], V.mT)
         factor_gradient(Wu, Wv, V, Mv, GU, negate)
         factor_gradient(Wv, Wu, U, Mu, GV, negate)
+        return out
+
+    PARTIAL_GRAD_COST = 0.5
+
+    def partial_grad(self, x, block: str, out=None):
+        """∇_U f = U VᵀV − ΣV or ∇_V f = V UᵀU − ΣᵀU alone: the one half of :meth:`_grad_rows`'s products
+        that the block needs (same products, so the same numbers), half the cost of a gradient.
+
+        Parameters
+        ----------
+        x : ndarray, shape (dim,) or (B, dim)
+        block : {"U", "V"}
+        out : ndarray, shape (m, k) or (B, m, k) for U, (n, k) or (B, n, k) for V, optional
+
+        Returns
+        -------
+        ndarray, the block's gradient (``out`` if given)
+        """
+        if block not in ("U", "V"):
+            raise ValueError(f"block must be 'U' or 'V', got {block!r}")
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.dim:
+            raise ValueError(f"x must have shape ({self.dim},) or (B, {self.dim}), got {x.shape}")
+        rows = np.ascontiguousarray(x).reshape(-1, self.dim)
+        k = self.width
+        U, V = self.unpack(rows)
+        (Wu, Wv), (Mu, Mv) = self._workspace(len(rows), stacked=False)
+        np.copyto(Wu[:, :k], U.mT)
+        np.copyto(Wv[:, :k], V.mT)
+        shape = (U if block == "U" else V).shape
+        G = np.empty(shape) if out is None else out.reshape(shape)
+        if block == "U":
+            factor_gradient(Wu, Wv, V, Mv, G)
+        else:
+            factor_gradient(Wv, Wu, U, Mu, G)
+        if out is None:
+            return G if x.ndim == 2 else G[0]
+        if not np.may_share_memory(G, out):  # out could not be viewed as a stack: copy back
+            out[...] = G.reshape(out.shape)
         return out
 
     def hvp(self, x, v):

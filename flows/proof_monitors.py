@@ -1,9 +1,11 @@
-r"""Monitors for the quantities convergence proofs track (MATH.md §5), in the style of :mod:`flows.monitors`.
+r"""Monitors for the quantities convergence proofs track (docs/math/proof-quantities.md), in the style of :mod:`pgflow.flows.monitors`.
 
 Signal/noise split
-    With X* = Φ diag(σ) Ψᵀ (the problem's target) and complements Φ⊥, Ψ⊥: the signal σ_min(ΦᵀU),
-    σ_min(ΨᵀV), the noise ‖Φ⊥ᵀU‖, ‖Ψ⊥ᵀV‖ (operator norms, computed as ‖U − Φ(ΦᵀU)‖ without forming
-    Φ⊥), and the principal angles between col(U) and col(Φ).
+    With X* = Φ diag(σ) Ψᵀ (the problem's target) and complements Φ⊥, Ψ⊥: the signal
+    ``signal_U_min`` = σ_min(ΦᵀU), ``signal_V_min`` = σ_min(ΨᵀV), the noise ``noise_U_norm`` =
+    ‖Φ⊥ᵀU‖_op, ``noise_V_norm`` = ‖Ψ⊥ᵀV‖_op (computed as ‖U − Φ(ΦᵀU)‖ without forming Φ⊥), and the
+    principal angles between col(U) and col(Φ). (The symbolic catalogue's ``signal_U_sq`` and
+    ``noise_U_sq`` are the squared Frobenius norms ‖ΦᵀU‖²_F and ‖Φ⊥ᵀU‖²_F.)
 Ye & Du
     Rotate Σ to diagonal form: Ũ = [Φ Φ⊥]ᵀU, Ṽ = [Ψ Ψ⊥]ᵀV. The top r×k blocks are ΦᵀU and ΨᵀV, the
     rest J = Φ⊥ᵀU, K = Ψ⊥ᵀV. Then A = (ΦᵀU + ΨᵀV)/2, B = (ΦᵀU − ΨᵀV)/2 and
@@ -39,22 +41,22 @@ def _sigma_min(A) -> float:
     return float(np.linalg.svd(A, compute_uv=False)[-1])
 
 
-def signal_U(problem) -> Monitor:
+def signal_U_min(problem) -> Monitor:
     """σ_min(ΦᵀU): how much of the target's column space U has picked up."""
     return lambda t, x: _sigma_min(problem.target.Phi.T @ problem.factors(x)[0])
 
 
-def signal_V(problem) -> Monitor:
+def signal_V_min(problem) -> Monitor:
     """σ_min(ΨᵀV)."""
     return lambda t, x: _sigma_min(problem.target.Psi.T @ problem.factors(x)[1])
 
 
-def noise_U(problem) -> Monitor:
+def noise_U_norm(problem) -> Monitor:
     """‖Φ⊥ᵀU‖_op = ‖U − Φ(ΦᵀU)‖_op."""
     return lambda t, x: float(np.linalg.norm(_off(problem.target.Phi, problem.factors(x)[0]), 2))
 
 
-def noise_V(problem) -> Monitor:
+def noise_V_norm(problem) -> Monitor:
     """‖Ψ⊥ᵀV‖_op = ‖V − Ψ(ΨᵀV)‖_op."""
     return lambda t, x: float(np.linalg.norm(_off(problem.target.Psi, problem.factors(x)[1]), 2))
 
@@ -76,9 +78,10 @@ def principal_angles(problem) -> Monitor:
 
 
 def signal_noise(problem) -> dict[str, Monitor]:
-    """signal_U, signal_V, noise_U, noise_V and principal_angles, bound to ``problem``."""
-    return {"signal_U": signal_U(problem), "signal_V": signal_V(problem), "noise_U": noise_U(problem),
-            "noise_V": noise_V(problem), "principal_angles": principal_angles(problem)}
+    """signal_U_min, signal_V_min, noise_U_norm, noise_V_norm and principal_angles, bound to ``problem``."""
+    return {"signal_U_min": signal_U_min(problem), "signal_V_min": signal_V_min(problem),
+            "noise_U_norm": noise_U_norm(problem), "noise_V_norm": noise_V_norm(problem),
+            "principal_angles": principal_angles(problem)}
 
 
 def ye_du_blocks(problem, x) -> dict[str, np.ndarray]:
@@ -107,5 +110,5 @@ def ye_du(problem) -> dict[str, Monitor]:
             "K_norm": _ye_du(problem, lambda b: np.linalg.norm(b["K"], 2))}
 
 
-__all__ = ["noise_U", "noise_V", "principal_angles", "signal_U", "signal_V", "signal_noise", "ye_du",
-           "ye_du_blocks"]
+__all__ = ["noise_U_norm", "noise_V_norm", "principal_angles", "signal_U_min", "signal_V_min", "signal_noise",
+           "ye_du", "ye_du_blocks"]

@@ -1,9 +1,9 @@
 r"""Matrix sensing and matrix completion: f(U, V) = ½‖𝒜(UVᵀ) − y‖² with y = 𝒜(X*) + ξ.
 
-Both follow the problem protocol of :mod:`flows.problems`, so :class:`flows.GradientFlow`,
-:func:`flows.gradient_descent`, :func:`flows.integrate`, the monitors and the analytic Jacobian
+Both follow the problem protocol of :mod:`pgflow.flows.problems`, so :class:`pgflow.flows.GradientFlow`,
+:func:`pgflow.flows.gradient_descent`, :func:`pgflow.flows.integrate`, the monitors and the analytic Jacobian
 work unchanged. With R = 𝒜*(y − 𝒜(UVᵀ)) the gradient is ∇_U f = −RV, ∇_V f = −RᵀU, evaluated
-through the operator's products (:mod:`flows.operators`); ``target`` is X* and ``residual_norm`` is
+through the operator's products (:mod:`pgflow.flows.operators`); ``target`` is X* and ``residual_norm`` is
 the recovery error ‖UVᵀ − X*‖_F, not the (unobservable) measurement residual.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, child_rng, positive, positive_int, seed_record
+from .checks import as_float_array, positive, positive_int
+from .seeds import child_rng, seed_record
 from .operators import DenseOperator, EntrySampling, RankOneOperator, is_operator
 from .problems import FactoredProblem, MatrixFactorization, couple_residual
 from .targets import LowRankTarget, as_target
@@ -29,7 +30,7 @@ class MatrixSensing(FactoredProblem):
     target : LowRankTarget or array_like, shape (m, n)
         X*.
     operator : measurement operator
-        𝒜 of shape (m, n), e.g. :class:`flows.operators.DenseOperator`.
+        𝒜 of shape (m, n), e.g. :class:`pgflow.flows.operators.DenseOperator`.
     width : int
         k ≥ 1, columns of U (m×k) and V (n×k).
     noise : float
@@ -79,7 +80,7 @@ class MatrixSensing(FactoredProblem):
         self.measurements = y
         self._noise_vector = xi
         self.seed = seed
-        # With the Gram matrix, R = 𝒜*y − 𝒜*𝒜(UVᵀ) is one (mn, mn) product (PERFORMANCE.md (e)).
+        # With the Gram matrix, R = 𝒜*y − 𝒜*𝒜(UVᵀ) is one (mn, mn) product (docs/performance.md, case (e)).
         self._adjoint_measurements = operator.adjoint(y) if getattr(operator, "gram", None) is not None else None
 
     @classmethod

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import TARGET_STREAM, as_float_array, positive, positive_int, seed_record, seed_rng
+from .checks import as_float_array, positive, positive_int, renamed
+from .seeds import TARGET_STREAM, seed_record, seed_rng
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +121,7 @@ class LowRankTarget:
         singular_values : array_like, shape (rank,), optional
             Explicit σ (sorted decreasingly here).
         seed : int or SeedSequence
-            Φ and Ψ come from its target stream (see :func:`flows._checks.seed_rng`).
+            Φ and Ψ come from its target stream (see :func:`pgflow.flows.seeds.seed_rng`).
         """
         m = positive_int(m, "m")
         n = positive_int(n, "n")
@@ -138,29 +139,30 @@ class LowRankTarget:
                 raise ValueError(f"singular_values must be positive, got {sigma}")
             sigma = np.sort(sigma)[::-1]
         rng = seed_rng(seed, stream=TARGET_STREAM)
-        Phi = _haar_columns(rng, m, rank)
-        Psi = _haar_columns(rng, n, rank)
+        Phi = haar_columns(rng, m, rank)
+        Psi = haar_columns(rng, n, rank)
         return cls(Phi, sigma, Psi, seed=seed)
 
     @classmethod
-    def from_matrix(cls, M, *, rtol: float | None = None) -> "LowRankTarget":
-        """Factor a dense matrix by its SVD, keeping singular values above ``rtol``·σ₁.
+    @renamed(rtol="rank_rtol")
+    def from_matrix(cls, M, *, rank_rtol: float | None = None) -> "LowRankTarget":
+        """Factor a dense matrix by its SVD, keeping singular values above ``rank_rtol``·σ₁.
 
-        The default ``rtol`` is max(m, n)·ε, the usual numerical-rank threshold.
+        The default ``rank_rtol`` is max(m, n)·ε, the usual numerical-rank threshold.
         """
         M = as_float_array(M, "target", ndim=2)
         if M.size == 0:
             raise ValueError(f"target must be non-empty, got shape {M.shape}")
         Phi, s, PsiT = np.linalg.svd(M, full_matrices=False)
-        if rtol is None:
-            rtol = max(M.shape) * np.finfo(float).eps
-        keep = s > rtol * s[0] if s[0] > 0 else np.zeros_like(s, dtype=bool)
+        if rank_rtol is None:
+            rank_rtol = max(M.shape) * np.finfo(float).eps
+        keep = s > rank_rtol * s[0] if s[0] > 0 else np.zeros_like(s, dtype=bool)
         if not np.any(keep):
             raise ValueError("target must be non-zero")
         return cls(Phi[:, keep], s[keep], PsiT[keep].T)
 
 
-def _haar_columns(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+def haar_columns(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     """k orthonormal columns distributed by Haar measure (QR with sign fix)."""
     Q, R = np.linalg.qr(rng.standard_normal((n, k)))
     return Q * np.sign(np.diag(R))

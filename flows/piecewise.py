@@ -1,0 +1,107 @@
+"""Integration piece by piece, for perturbations that jump on a time grid or restart at each GD step.
+
+A perturbation model (:mod:`pgflow.flows.perturbations`) may be smooth only between breakpoints:
+a random direction redrawn on a grid, a mini-batch redrawn on each piece, GD's discretization error
+that depends on the state at the start of each step. A Runge–Kutta step across such a jump would
+evaluate the next piece's perturbation in its stages (scipy's FSAL stage at the end of a step does
+exactly that), so :func:`integrate_piecewise` restarts the solver at every breakpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import time_grid
+from .integration import IntegrationError, integrate
+from .trajectory import SolverStats, Trajectory
+
+
+def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=None, events=(),
+                        **kwargs) -> Trajectory:
+    """:func:`pgflow.flows.integration.integrate` restarted at each breakpoint of the flow's perturbation.
+
+    Each piece [b_j, b_{j+1}] is integrated with ``flow.piece(b_j, x(b_j))``, a smooth vector field,
+    so no solver stage ever evaluates the next piece's perturbation (scipy's FSAL stage at the end
+    of a step would otherwise do exactly that, at every jump).
+
+    Parameters
+    ----------
+    flow : PerturbedGradientFlow
+    x0, t_end, t_start, events
+        As for :func:`pgflow.flows.integration.integrate`; events are searched on every piece.
+    t_eval : array_like, optional
+        Times to save (default: every solver step); piece ends are integrated to but not saved
+        unless requested. A state saved on a breakpoint belongs to the piece that ends there, so
+        its "perturbation_norm" is that piece's E (the left limit).
+    **kwargs
+        Passed to :func:`pgflow.flows.integration.integrate` for every piece (method, rtol, atol, monitors,
+        first_step, ...).
+
+    Returns
+    -------
+    Trajectory
+        ``stats`` sums the solver statistics over the pieces, ``meta["pieces"]`` records their
+        number, ``dynamics`` is the whole flow's, and ``dense`` covers all of them.
+    """
+    t0, t1 = float(t_start), float(t_end)
+    breaks = np.asarray(flow.perturbation.breakpoints(t0, t1), dtype=float)
+    edges = np.concatenate([[t0], breaks, [t1]])
+    grid = time_grid(t_eval, t0, t1)
+    parts, x = [], x0
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        sub_eval = None
+        if grid is not None:
+            inside = grid[(grid > a) & (grid < b)] if i else grid[(grid >= a) & (grid < b)]
+            sub_eval = np.append(inside, b)
+        try:
+            part = integrate(flow.piece(a, x), x, b, t_start=a, t_eval=sub_eval, events=events, **kwargs)
+        except IntegrationError as exc:
+            raise IntegrationError(f"{exc} (piece {i + 1} of {len(edges) - 1}, [{a:g}, {b:g}], of the run to "
+                                   f"t_end = {t1:g})", exc.t_reached,
+                                   _join(parts + [exc.partial], grid, t0, t1, flow)) from exc
+        parts.append(part)
+        x = part.final
+        if part.stats.stopped_at is not None:
+            break
+    return _join(parts, grid, t0, t1, flow)
+
+
+def _join(parts: list[Trajectory], grid, t0: float, t1: float, flow) -> Trajectory:
+    """One trajectory from consecutive pieces: shared endpoints once, only requested times kept."""
+    keep = []
+    for i, part in enumerate(parts):
+        k = np.ones(part.t.size, dtype=bool) if grid is None else np.isin(part.t, grid)
+        if i and grid is None:
+            k[0] = False  # the previous piece's end
+        keep.append(k)
+    t = np.concatenate([p.t[k] for p, k in zip(parts, keep)])
+    x = np.concatenate([p.x[k] for p, k in zip(parts, keep)])
+    monitors = {name: np.concatenate([p.monitors[name][k] for p, k in zip(parts, keep)])
+                for name in parts[0].monitors}
+    meta = {**parts[-1].meta, **flow.describe(), "t_start": t0, "t_end": t1, "pieces": len(parts)}
+    events = {key: tuple(s for p in parts for s in p.events.get(key, ())) for key in parts[0].events}
+    dense = None
+    if all(p.dense is not None for p in parts):
+        dense = _PiecewiseDense(np.array([p.meta["t_start"] for p in parts]), [p.dense for p in parts])
+    return Trajectory(t=t, x=x, layout=parts[0].layout, monitors=monitors, meta=meta, dynamics=flow.dynamics,
+                      stats=SolverStats.combined(p.stats for p in parts), events=events, dense=dense)
+
+
+class _PiecewiseDense:
+    """Dense output over consecutive pieces: piece j serves [starts[j], starts[j+1])."""
+
+    def __init__(self, starts: np.ndarray, denses: list):
+        self.starts, self.denses = starts, denses
+
+    def __call__(self, t):
+        t = np.asarray(t, dtype=float)
+        j = np.clip(np.searchsorted(self.starts, t, side="right") - 1, 0, len(self.denses) - 1)
+        if t.ndim == 0:
+            return self.denses[int(j)](t)
+        out = None
+        for piece in np.unique(j):
+            values = self.denses[piece](t[j == piece])
+            if out is None:
+                out = np.empty((t.size, values.shape[-1]))
+            out[j == piece] = values
+        return out

@@ -1,0 +1,13 @@
+"""The installed version of pgflow, recorded in every result's provenance."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+
+def package_version() -> str:
+    """pgflow's version from the installed metadata ("0+unknown" in a source tree never installed)."""
+    try:
+        return version("pgflow")
+    except PackageNotFoundError:
+        return "0+unknown"

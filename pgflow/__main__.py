@@ -1,0 +1,7 @@
+"""``python -m pgflow``: the ``pgflow`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
