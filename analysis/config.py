@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 
 
@@ -19,13 +20,17 @@ def read_toml(path, sections, arrays=()) -> dict:
     Raises
     ------
     ValueError
-        A malformed file, an unknown section, or a section of the wrong kind, naming the file.
-    FileNotFoundError, PermissionError
-        The file cannot be read (the message names it).
+        A malformed file (bad TOML or not UTF-8), not a regular file, an unknown section, or a
+        section of the wrong kind, naming the file.
+    FileNotFoundError, IsADirectoryError, PermissionError, OSError
+        The file is missing, is a folder, or cannot be read (the message names it).
     """
+    data = read_bytes(path)
     try:
-        with open(path, "rb") as fh:
-            config = tomllib.load(fh)
+        config = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config {path}: not a UTF-8 text file (byte {exc.start} is {data[exc.start]:#04x}); "
+                         "TOML files are UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config {path}: {exc}") from exc
     for section, values in config.items():
@@ -34,6 +39,37 @@ def read_toml(path, sections, arrays=()) -> dict:
         if section not in arrays and not isinstance(values, dict):
             raise ValueError(f"config {path}: {section} must be a table, written [{section}]")
     return config
+
+
+def read_bytes(path, what: str = "config") -> bytes:
+    """The bytes of the regular file at ``path``, or an error that names it and says what is wrong.
+
+    Parameters
+    ----------
+    path : str or path-like
+    what : str
+        What the file is, for the messages ("config", "claim file", ...).
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError, OSError
+        "config PATH: no such file", "... is a folder, not a file", "... cannot be read: permission
+        denied".
+    ValueError
+        "config PATH: is not a regular file": a pipe or a device, whose reading could block for ever.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path}: is a folder, not a file")
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} {path}: is not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise type(exc)(f"{what} {path}: cannot be read: {(exc.strerror or str(exc)).lower()}") from exc
 
 
 def check_keys(values: dict, allowed, where: str, renamed: dict | None = None) -> None:

@@ -5,6 +5,10 @@ from the flow and O(η²) from the modified flow :class:`pgflow.flows.dynamics.M
 (ẋ = −∇f − (η/2)∇²f∇f). :func:`error_vs_step` measures that error for several η, with a reference
 solution checked to be 100× more accurate than the smallest error it is used to measure, and
 :func:`fit_order` (:func:`pgflow.analysis.fitting.fit_power_law`) fits the slope of log error against log η.
+That slope is the order only in the asymptotic regime, so the study also reports the local slopes
+between consecutive step sizes, flags a study whose local slopes drift (``asymptotic``), records GD
+runs that diverge instead of aborting, and gives a verdict (``ok``, ``verdict``) with the step sizes
+to run instead.
 
 The same holds for the other schemes of :func:`pgflow.flows.gradient_descent`: alternating GD has plain GF
 as its flow limit and its own O(η) modified flow; ScaledGD is Euler on
@@ -17,12 +21,13 @@ the modified flow changes it at the rate η(G_UᵀG_U − G_VᵀG_V) (:func:`imb
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..flows import GradientFlow, gradient_descent, integrate
+from ..flows import DivergenceError, GradientFlow, IntegrationError, gradient_descent, integrate
 from ..flows.checks import as_float_array, positive, renamed
 from ..flows.descent import number_of_steps
 from ..flows.dynamics import VARIANTS, ModifiedFlow, ScaledGradientFlow
@@ -31,10 +36,17 @@ from ..flows.version import package_version
 from .compare import compare
 from .fitting import PowerLaw, fit_power_law
 
-AGAINST = ("flow", "modified")
+AGAINST = ("flow", "modified", "modified2")
 MEASURES = ("state", "product")
 # The reference's estimated error must be this many times below the smallest GD error it measures.
 REFERENCE_MARGIN = 100.0
+# A study is asymptotic when every local slope is within this of the fitted order (so the local
+# slopes also agree with each other to twice this). Measured (issue #16): the default study of
+# `pgflow discretization --print-config` (ησ₁ ≤ 1/8) deviates by at most 0.021; the same problem
+# with ησ₁ up to 1.2 by 0.11 (t_end = 2.4) to 0.7 (t_end = 1.2).
+ASYMPTOTIC_TOL = 0.05
+# Suggested step sizes halve from the largest η ≤ SUGGESTED_ETA_SIGMA/σ₁ that divides t_end.
+SUGGESTED_ETA_SIGMA = 0.25
 
 
 # The order of a scheme is the exponent of its error's power law in η: one fit for the whole package.
@@ -97,30 +109,51 @@ def imbalance_rate(problem, x, step_size: float) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class DiscretizationStudy:
-    """GD with several step sizes against a reference flow: errors, their order, and provenance.
+    """GD with several step sizes against a reference flow: errors, their order, whether that order
+    can be trusted, and provenance.
 
     Attributes
     ----------
     step_sizes : ndarray, shape (J,)
+        As given.
     errors : ndarray, shape (J,)
-        The error at t_end, in ``measure``.
-    comparisons : tuple of Comparison
-        GD against the reference over time, one per step size (state, product, monitors).
+        The error at t_end, in ``measure``; NaN where GD diverged.
+    comparisons : tuple of Comparison or None
+        GD against the reference over time, one per step size (state, product, monitors); None where
+        GD diverged (or the modified flow's solve failed: ``meta["reference"]["failed"]``).
     fit : analysis.fitting.PowerLaw
-        errors ≈ fit.coefficient · step_sizes ** fit.order (:func:`fit_order`).
-    against : {"flow", "modified"}
+        errors ≈ fit.coefficient · step_sizes ** fit.order over the finite errors (:func:`fit_order`);
+        NaN if fewer than two are finite.
+    against : {"flow", "modified", "modified2"}
     variant : {"simultaneous", "alternating", "scaled"}
     measure : {"state", "product"}
         ‖x_GD − x_ref‖₂ or ‖U_GDV_GDᵀ − U_refV_refᵀ‖_F.
     reference_error : ndarray, shape (J,)
         Estimated error at t_end of the reference each GD run is measured against: its distance to
         the same solve at 100× looser tolerances, which bounds the loose solve's error and so, by
-        tolerance proportionality, overestimates the tight one's by about 100×.
+        tolerance proportionality, overestimates the tight one's by about 100×. NaN where GD diverged.
     reference_ok : bool
-        max(reference_error) · 100 ≤ min(errors): the reference is at least 100× more accurate
-        than the smallest error measured with it.
+        max(reference_error) · 100 ≤ min(errors) over the finite errors: the reference is at least
+        100× more accurate than the smallest error measured with it.
     meta : dict
         Problem, t_end, solver, tolerances, nfev and wall times of every run, version.
+    local_slopes : ndarray, shape (J − 1,)
+        Slopes of log error against log η between consecutive step sizes, in order of decreasing η:
+        local_slopes[j] is between the j-th and (j + 1)-th largest (NaN next to a diverged run).
+    asymptotic : bool
+        The fitted order can be trusted as the order of the scheme: at least three finite errors and,
+        between consecutive step sizes among them, every local slope within :data:`ASYMPTOTIC_TOL`
+        of :attr:`order` (hence within twice that of each other). Outside the asymptotic regime the
+        slopes drift with η and a fit through them is a number with no meaning (order 2.43 ± 0.02
+        for a second-order scheme at ησ₁ ≤ 1.2).
+    diverged : dict of float -> str
+        Step sizes whose GD run diverged, with the error message (where it stopped).
+    suggested_step_sizes : ndarray, shape (max(J, 4),)
+        Step sizes to run instead: halving from the largest η ≤ :data:`SUGGESTED_ETA_SIGMA`/σ₁ that
+        divides t_end (from half the largest current η if all are already that small but the study
+        is still not asymptotic). A heuristic: run it and check that it is asymptotic.
+    reasons : tuple of str
+        Why the study is not :attr:`ok` (empty if it is).
     """
 
     step_sizes: np.ndarray
@@ -133,6 +166,24 @@ class DiscretizationStudy:
     reference_error: np.ndarray
     reference_ok: bool
     meta: dict = field(default_factory=dict)
+    local_slopes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    asymptotic: bool = False
+    diverged: dict = field(default_factory=dict)
+    suggested_step_sizes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    reasons: tuple = ()
+
+    @property
+    def ok(self) -> bool:
+        """The verdict: asymptotic, no run diverged, and the reference 100× tighter than every error."""
+        return not self.reasons
+
+    @property
+    def verdict(self) -> str:
+        """One line: "ok", or "not ok: " and every reason, with the step sizes to try."""
+        if self.ok:
+            return "ok"
+        etas = ", ".join(f"{e:.6g}" for e in self.suggested_step_sizes)
+        return "not ok: " + "; ".join(self.reasons) + f" (suggested step_sizes = [{etas}])"
 
     @property
     def order(self) -> float:
@@ -146,13 +197,74 @@ class DiscretizationStudy:
 
     @property
     def times(self) -> tuple:
-        """The GD times k·η of each run, tuple of arrays of shape (n_j + 1,)."""
-        return tuple(c.t for c in self.comparisons)
+        """The GD times k·η of each run, tuple of arrays of shape (n_j + 1,) (empty where GD diverged)."""
+        return tuple(np.empty(0) if c is None else c.t for c in self.comparisons)
 
     @property
     def errors_over_time(self) -> tuple:
-        """The error in ``measure`` at every GD step of each run, tuple of arrays of shape (n_j + 1,)."""
-        return tuple(getattr(c, self.measure) for c in self.comparisons)
+        """The error in ``measure`` at every GD step of each run, tuple of arrays of shape (n_j + 1,)
+        (empty where GD diverged)."""
+        return tuple(np.empty(0) if c is None else getattr(c, self.measure) for c in self.comparisons)
+
+
+def local_slopes(step_sizes, errors) -> np.ndarray:
+    """Slopes of log error against log η between consecutive step sizes in order of decreasing η.
+
+    Parameters
+    ----------
+    step_sizes, errors : array_like, shape (J,)
+        Positive step sizes (distinct); errors positive or NaN.
+
+    Returns
+    -------
+    ndarray, shape (J − 1,)
+        slopes[j] = (log e₍ⱼ₊₁₎ − log e₍ⱼ₎)/(log η₍ⱼ₊₁₎ − log η₍ⱼ₎) for η₍₀₎ > η₍₁₎ > …; NaN where
+        either error is NaN.
+
+    Examples
+    --------
+    >>> local_slopes([0.4, 0.1, 0.2], [16e-4, 1e-4, 4e-4])
+    array([2., 2.])
+    """
+    order = np.argsort(-np.asarray(step_sizes, dtype=float), kind="stable")
+    log_eta = np.log(np.asarray(step_sizes, dtype=float)[order])
+    log_err = np.log(np.asarray(errors, dtype=float)[order])
+    return np.diff(log_err) / np.diff(log_eta)
+
+
+def suggest_step_sizes(step_sizes, t_end: float, sigma1: float, asymptotic: bool, diverged=()) -> np.ndarray:
+    """Step sizes likely to be asymptotic: halving from the largest η ≤ :data:`SUGGESTED_ETA_SIGMA`/σ₁
+    that divides ``t_end`` into whole steps; from half the largest current η if every current η is
+    already below that and the study still is not asymptotic; and below half the smallest η that
+    diverged. max(J, 4) values, each dividing t_end.
+
+    Parameters
+    ----------
+    step_sizes : array_like, shape (J,)
+        The study's step sizes.
+    t_end : float
+    sigma1 : float
+        σ₁, the largest singular value of the target.
+    asymptotic : bool
+        Whether the study was asymptotic.
+    diverged : iterable of float
+        Step sizes whose GD run diverged.
+
+    Returns
+    -------
+    ndarray, shape (max(J, 4),)
+
+    Examples
+    --------
+    >>> suggest_step_sizes([0.6, 0.3, 0.15], t_end=2.0, sigma1=2.0, asymptotic=False)
+    array([0.125   , 0.0625  , 0.03125 , 0.015625])
+    """
+    etas = np.asarray(step_sizes, dtype=float)
+    cap = SUGGESTED_ETA_SIGMA / sigma1
+    start = etas.max() / 2 if (not asymptotic and etas.max() <= cap) else min(cap, etas.max())
+    start = min([start] + [0.5 * float(eta) for eta in diverged])
+    first = t_end / math.ceil(t_end / start * (1 - 1e-12))   # whole steps, not above start
+    return first / 2.0 ** np.arange(max(etas.size, 4))
 
 
 def _merged_grid(grids) -> np.ndarray:
@@ -168,12 +280,18 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     """Run GD with each step size to ``t_end`` and measure its distance to a reference flow.
 
     against="flow": the flow limit of the scheme (GF; :class:`ScaledGradientFlow` for ScaledGD),
-    integrated once on the union of the GD grids k·η. against="modified": the modified flow of the
-    scheme, which depends on η, integrated once per step size on its grid. ``integrate`` steps onto
+    integrated once on the union of the GD grids k·η (error O(η)). against="modified": the modified
+    flow of the scheme, which depends on η, integrated once per step size on its grid (error O(η²));
+    "modified2": its second-order version (``ModifiedFlow(order=2)``, simultaneous GD; error O(η³)). ``integrate`` steps onto
     every grid point, so the reference states are solver steps, never interpolants.
 
     Each reference is integrated a second time at 100× looser tolerances; their distance at t_end
     is ``reference_error`` and ``reference_ok`` says whether it lies 100× below the smallest GD error.
+
+    The verdict ``ok`` requires three things, each a way for the fitted order to mean nothing: the
+    study is asymptotic (every local slope between consecutive step sizes within
+    :data:`ASYMPTOTIC_TOL` of the fitted order, at least three finite errors), no GD run diverged,
+    and ``reference_ok``. ``reasons`` says which failed and ``suggested_step_sizes`` what to run instead.
 
     Parameters
     ----------
@@ -183,7 +301,7 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
         η values, each dividing ``t_end`` into whole steps; at least two distinct values.
     t_end : float
         The common final time T.
-    against : {"flow", "modified"}
+    against : {"flow", "modified", "modified2"}
     variant : {"simultaneous", "alternating", "scaled"}
         The GD scheme (see :func:`pgflow.flows.gradient_descent`).
     measure : {"state", "product"}
@@ -199,12 +317,11 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     Returns
     -------
     DiscretizationStudy
-        ``.errors``, ``.errors_over_time``, ``.order``, ``.order_stderr``, ``.reference_ok``.
-
-    Raises
-    ------
-    flows.DivergenceError
-        A GD run diverged (the step size is above the stability limit).
+        ``.errors``, ``.errors_over_time``, ``.order``, ``.order_stderr``, ``.reference_ok``,
+        ``.local_slopes``, ``.asymptotic``, ``.diverged``, ``.suggested_step_sizes`` and the verdict
+        ``.ok`` / ``.verdict``. A GD run that diverges does not raise: its η is recorded in
+        ``.diverged`` with the reason, its error is NaN, the fit uses the other step sizes, and the
+        study is not ok.
 
     Examples
     --------
@@ -220,6 +337,9 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
         raise ValueError(f"against must be one of {AGAINST}, got {against!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if against == "modified2" and variant != "simultaneous":
+        raise ValueError(f"against='modified2' (the second-order modified flow) is derived for variant='simultaneous' "
+                         f"only, got variant={variant!r}")
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
     etas = as_float_array(step_sizes, "step_sizes", ndim=1)
@@ -231,44 +351,93 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     atol = 1e-2 * rtol if reference_atol is None else positive(reference_atol, "reference_atol")
     x0 = problem.check_state(x0)
 
-    gd_runs = [gradient_descent(problem, x0, eta, number_of_steps(eta, t_end), variant=variant) for eta in etas]
+    # A diverging run is a finding about that η, not a reason to lose the others: record it, NaN its error.
+    gd_runs, diverged = [], {}
+    for eta in etas:
+        try:
+            gd_runs.append(gradient_descent(problem, x0, eta, number_of_steps(eta, t_end), variant=variant))
+        except DivergenceError as exc:
+            gd_runs.append(None)
+            diverged[float(eta)] = str(exc)
+    ran = [j for j, run in enumerate(gd_runs) if run is not None]
 
     def solve(flow, grid, looser=1.0):
         return integrate(flow, x0, t_end, method=method, rtol=rtol * looser, atol=atol * looser,
                          t_eval=grid, dense_output=False)
 
-    if against == "flow":
+    references, checks, failed = [None] * len(etas), [], {}
+    if against == "flow" and ran:
         flow = ScaledGradientFlow(problem) if variant == "scaled" else GradientFlow(problem)
-        grid = _merged_grid([run.t for run in gd_runs])
+        grid = _merged_grid([gd_runs[j].t for j in ran])
         tight, loose = solve(flow, grid), solve(flow, grid[[0, -1]], looser=100.0)
-        references, checks = [tight] * len(etas), [(tight, loose)]
-    else:
-        references, checks = [], []
-        for eta, run in zip(etas, gd_runs):
-            flow = ModifiedFlow(problem, eta, variant)
-            tight, loose = solve(flow, run.t), solve(flow, run.t[[0, -1]], looser=100.0)
-            references.append(tight)
+        checks = [(tight, loose)] * len(ran)
+        for j in ran:
+            references[j] = tight
+    elif against in ("modified", "modified2"):
+        for j in list(ran):
+            flow = ModifiedFlow(problem, etas[j], variant, order=2 if against == "modified2" else 1)
+            try:
+                tight, loose = solve(flow, gd_runs[j].t), solve(flow, gd_runs[j].t[[0, -1]], looser=100.0)
+            except IntegrationError as exc:     # the modified flow of a large η can blow up: a finding too
+                failed[float(etas[j])] = str(exc)
+                ran.remove(j)
+                continue
+            references[j] = tight
             checks.append((tight, loose))
 
-    comparisons = tuple(compare(run, ref) for run, ref in zip(gd_runs, references))
-    errors = np.array([getattr(c, measure)[-1] for c in comparisons])
-    check_errors = np.array([getattr(compare(loose, tight), measure)[-1] for tight, loose in checks])
-    reference_error = np.broadcast_to(check_errors, etas.shape).copy()
-    reference_ok = bool(REFERENCE_MARGIN * reference_error.max() <= errors.min())
+    comparisons = tuple(None if ref is None else compare(run, ref) for run, ref in zip(gd_runs, references))
+    errors = np.full(etas.shape, np.nan)
+    reference_error = np.full(etas.shape, np.nan)
+    for j, (tight, loose) in zip(ran, checks):
+        errors[j] = getattr(comparisons[j], measure)[-1]
+        reference_error[j] = getattr(compare(loose, tight), measure)[-1]
+    finite = np.isfinite(errors)
+    reference_ok = bool(finite.any() and REFERENCE_MARGIN * reference_error[finite].max() <= errors[finite].min())
+    fit = fit_order(etas[finite], errors[finite]) if finite.sum() >= 2 else PowerLaw(np.nan, np.nan, np.nan)
+    slopes = local_slopes(etas, errors)
+    # judged on the runs that finished (a diverged η is a reason of its own, below)
+    settled = local_slopes(etas[finite], errors[finite])
+    asymptotic = bool(finite.sum() >= 3 and np.max(np.abs(settled - fit.order)) <= ASYMPTOTIC_TOL
+                      and np.ptp(settled) <= 2 * ASYMPTOTIC_TOL)
+    suggested = suggest_step_sizes(etas, t_end, float(problem.target.sigma[0]), asymptotic, diverged)
+
+    reasons = []
+    if diverged:
+        reasons.append("GD diverged at η = " + ", ".join(f"{e:.6g}" for e in diverged))
+    if failed:
+        reasons.append("the modified flow's solve failed at η = " + ", ".join(f"{e:.6g}" for e in failed))
+    if finite.sum() < 3:
+        reasons.append(f"{int(finite.sum())} finite errors: at least 3 are needed to see whether the local "
+                       f"slopes have settled")
+    elif not asymptotic:
+        reasons.append(f"not asymptotic: local slopes {', '.join(f'{s:.3f}' for s in settled)} differ from the "
+                       f"fitted order {fit.order:.3f} by up to {np.max(np.abs(settled - fit.order)):.3f} "
+                       f"> {ASYMPTOTIC_TOL}")
+    if finite.any() and not reference_ok:
+        reasons.append("reference not 100x more accurate than the smallest error: lower reference_rtol")
 
     def solver_stats(run):
         return {"nfev": run.stats.nfev, "steps": run.stats.steps, "wall_time": run.stats.wall_time}
 
+    def gd_stats(eta, run):
+        if run is None:
+            return {"step_size": float(eta), "n_steps": number_of_steps(eta, t_end), "diverged": diverged[float(eta)]}
+        return solver_stats(run) | {"step_size": run.dynamics.step_size, "n_steps": run.stats.steps}
+
+    unique_checks = list({id(c): c for c in checks}.values())   # the flow reference is one solve for every η
+    margin = float("nan")
+    if finite.any():
+        worst_reference = reference_error[finite].max()
+        margin = float(errors[finite].min() / worst_reference) if worst_reference > 0 else float("inf")
     meta = {"problem": problem.describe(), "t_end": t_end, "against": against, "variant": variant,
-            "measure": measure, "reference": {"method": method, "rtol": rtol, "atol": atol,
+            "measure": measure, "reference": {"method": method, "rtol": rtol, "atol": atol, "failed": failed,
                                               "check": "same solve at 100x looser rtol and atol",
-                                              "solves": [solver_stats(t) for t, _ in checks],
-                                              "check_solves": [solver_stats(lo) for _, lo in checks]},
-            "gradient_descent": [solver_stats(run) | {"step_size": run.dynamics.step_size,
-                                                      "n_steps": run.stats.steps} for run in gd_runs],
-            "reference_margin": float(errors.min() / reference_error.max()) if reference_error.max() > 0
-            else float("inf"),
+                                              "solves": [solver_stats(t) for t, _ in unique_checks],
+                                              "check_solves": [solver_stats(lo) for _, lo in unique_checks]},
+            "gradient_descent": [gd_stats(eta, run) for eta, run in zip(etas, gd_runs)],
+            "reference_margin": margin, "asymptotic_tol": ASYMPTOTIC_TOL,
             "version": package_version(), "wall_time": time.perf_counter() - start}
-    return DiscretizationStudy(step_sizes=etas, errors=errors, comparisons=comparisons,
-                               fit=fit_order(etas, errors), against=against, variant=variant, measure=measure,
-                               reference_error=reference_error, reference_ok=reference_ok, meta=meta)
+    return DiscretizationStudy(step_sizes=etas, errors=errors, comparisons=comparisons, fit=fit, against=against,
+                               variant=variant, measure=measure, reference_error=reference_error,
+                               reference_ok=reference_ok, meta=meta, local_slopes=slopes, asymptotic=asymptotic,
+                               diverged=diverged, suggested_step_sizes=suggested, reasons=tuple(reasons))

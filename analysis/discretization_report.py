@@ -10,16 +10,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..flows import gradient_descent
+from ..flows import DivergenceError, gradient_descent
 from ..flows.descent import number_of_steps
 from ..flows.version import package_version
-from .discretization import error_vs_step
+from .discretization import ASYMPTOTIC_TOL, error_vs_step
 from .stability import critical_step_size, sharpness_along
 from .text import table
 
 COLUMNS = ("variant", "against", "measure", "step_size", "n_steps", "error_t_end", "order", "order_stderr",
-           "reference_error", "reference_ok")
-"""Columns of :meth:`DiscretizationReport.rows` and of its CSV."""
+           "local_slope", "asymptotic", "diverged", "ok", "reference_error", "reference_ok")
+"""Columns of :meth:`DiscretizationReport.rows` and of its CSV. ``local_slope`` is the slope of log error
+between this step size and the next smaller one (NaN for the smallest); ``asymptotic`` and ``ok`` are
+the study's flags, ``diverged`` whether this step size's GD run diverged (its error is then NaN)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,7 +34,7 @@ class DiscretizationReport:
     x0 : ndarray, shape (dim,)
     studies : dict of (variant, against) -> DiscretizationStudy
     sharpness : dict of variant -> SharpnessTrace
-        Along GD with the largest step size.
+        Along GD with the largest step size (up to where it diverged, if it did).
     critical_step_size : float
         2/λ_max(∇²f) at the balanced minimum.
     settings : dict
@@ -50,12 +52,31 @@ class DiscretizationReport:
         """One row per (variant, against, step size), with the :data:`COLUMNS`."""
         rows = []
         for (variant, against), st in self.studies.items():
+            # local_slopes[i] joins the i-th and (i + 1)-th largest step sizes: give it to the larger one
+            slope = np.full(st.step_sizes.shape, np.nan)
+            slope[np.argsort(-st.step_sizes, kind="stable")[:-1]] = st.local_slopes
             for j, eta in enumerate(st.step_sizes):
                 rows.append({"variant": variant, "against": against, "measure": st.measure, "step_size": eta,
                              "n_steps": st.meta["gradient_descent"][j]["n_steps"], "error_t_end": st.errors[j],
-                             "order": st.order, "order_stderr": st.order_stderr,
+                             "order": st.order, "order_stderr": st.order_stderr, "local_slope": slope[j],
+                             "asymptotic": st.asymptotic, "diverged": float(eta) in st.diverged, "ok": st.ok,
                              "reference_error": st.reference_error[j], "reference_ok": st.reference_ok})
         return rows
+
+    def to_pandas(self):
+        """Every study of the report as one tidy ``pandas.DataFrame`` (needs ``pip install 'pgflow[data]'``).
+
+        One row per (variant, against, step size), the :data:`COLUMNS` as columns (the rows of
+        :meth:`rows`). This stands in for a ``DiscretizationStudy.to_pandas``: a single study is the
+        rows of one (variant, against), ``frame[(frame.variant == v) & (frame.against == a)]``.
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        from ..flows.export import require
+        pd = require("pandas", "DiscretizationReport.to_pandas")
+        return pd.DataFrame(self.rows(), columns=list(COLUMNS))
 
     def csv(self) -> str:
         """The rows as CSV text, floats written so that they read back to the same number."""
@@ -79,15 +100,24 @@ class DiscretizationReport:
                   f"against 100x looser",
                   f"1/(4σ₁) = {0.25 / sigma1:.6g}; critical step 2/λ_max at the balanced minimum = "
                   f"{self.critical_step_size:.6g}", ""]
-        head = ("variant", "against", "η", "steps", "error(t_end)", "order ± stderr", "reference error", "ok")
-        body = [(r["variant"], r["against"], f"{r['step_size']:.6g}", str(r["n_steps"]), f"{r['error_t_end']:.4e}",
-                 f"{r['order']:.4f} ± {r['order_stderr']:.4f}", f"{r['reference_error']:.2e}",
-                 "yes" if r["reference_ok"] else "NO") for r in self.rows()]
-        return "\n".join(lines) + "\n" + table(head, body) + "\n"
+        head = ("variant", "against", "η", "steps", "error(t_end)", "order ± stderr", "local slope",
+                "reference error", "reference ok")
+        body = [(r["variant"], r["against"], f"{r['step_size']:.6g}", str(r["n_steps"]),
+                 "diverged" if r["diverged"] else f"{r['error_t_end']:.4e}",
+                 f"{r['order']:.4f} ± {r['order_stderr']:.4f}", f"{r['local_slope']:.4f}",
+                 f"{r['reference_error']:.2e}", "yes" if r["reference_ok"] else "NO") for r in self.rows()]
+        verdicts = ["", f"local slopes between consecutive η (largest first) and the verdict; asymptotic: every "
+                    f"local slope within {ASYMPTOTIC_TOL} of the fitted order"]
+        for (variant, against), st in self.studies.items():
+            verdicts.append(f"{variant} vs {against}: order {st.order:.4f} ± {st.order_stderr:.4f}; local slopes "
+                            f"{', '.join(f'{s:.4f}' for s in st.local_slopes)}; asymptotic: "
+                            f"{'yes' if st.asymptotic else 'NO'}; {st.verdict}")
+        return "\n".join(lines) + "\n" + table(head, body) + "\n" + "\n".join(verdicts) + "\n"
 
     def not_ok(self) -> list[str]:
-        """The studies whose reference was not 100× more accurate than the errors it measured."""
-        return [f"{v} vs {a}" for (v, a), st in self.studies.items() if not st.reference_ok]
+        """One line per study that is not ok (:attr:`DiscretizationStudy.ok`): why, and the step sizes to try."""
+        return [f"{v} vs {a}: {st.verdict.removeprefix('not ok: ')}" for (v, a), st in self.studies.items()
+                if not st.ok]
 
     def figure(self):
         """Error vs η (log–log, fitted slopes), error over time, sharpness along GD vs 2/η.
@@ -103,9 +133,10 @@ class DiscretizationReport:
         ax_order, ax_time, ax_sharp = fig.subplots(1, 3)
         colors = {variant: f"C{i}" for i, variant in enumerate(dict.fromkeys(v for v, _ in studies))}
         for (variant, against), st in studies.items():
-            line, color = ("-" if against == "flow" else "--"), colors[variant]
+            line, color = {"flow": "-", "modified": "--", "modified2": ":"}[against], colors[variant]
             ax_order.loglog(st.step_sizes, st.errors, line, marker="o", color=color,
-                            label=f"{variant} vs {against}: order {st.order:.3f} ± {st.order_stderr:.3f}")
+                            label=f"{variant} vs {against}: order {st.order:.3f} ± {st.order_stderr:.3f}"
+                                  + ("" if st.ok else " (NOT OK)"))
             ax_order.loglog(st.step_sizes, st.fit(st.step_sizes), ":", color=color, lw=0.8)
             # shade by log η: the largest step darkest
             shade = np.log(st.step_sizes / st.step_sizes.min()) / np.log(st.step_sizes.max() / st.step_sizes.min())
@@ -142,7 +173,7 @@ def discretization_report(problem, x0, *, step_sizes, t_end: float, variants=("s
         Each divides ``t_end`` into whole steps.
     t_end : float
     variants : sequence of {"simultaneous", "alternating", "scaled"}
-    against : sequence of {"flow", "modified"}
+    against : sequence of {"flow", "modified", "modified2"}
     measure, reference_rtol, method
         As for :func:`~pgflow.analysis.discretization.error_vs_step`.
 
@@ -158,8 +189,14 @@ def discretization_report(problem, x0, *, step_sizes, t_end: float, variants=("s
                for variant in variants for vs in against}
     eta = max(step_sizes)
     n_steps = number_of_steps(eta, t_end)
-    sharp = {variant: sharpness_along(problem, gradient_descent(problem, x0, eta, n_steps, variant=variant),
-                                      stride=max(1, n_steps // 50))
+
+    def largest_step_run(variant):
+        try:
+            return gradient_descent(problem, x0, eta, n_steps, variant=variant)
+        except DivergenceError as exc:      # the sharpness up to the blow-up is what explains it
+            return exc.partial
+
+    sharp = {variant: sharpness_along(problem, largest_step_run(variant), stride=max(1, n_steps // 50))
              for variant in variants}
     return DiscretizationReport(problem=problem, x0=np.asarray(x0, dtype=float), studies=studies, sharpness=sharp,
                                 critical_step_size=critical_step_size(problem),

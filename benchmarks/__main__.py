@@ -8,7 +8,7 @@ import importlib
 import sys
 import time
 
-SCRIPTS = ["factored_gradient", "euler", "plain_solve_ivp", "stiff", "batch", "large", "auto_method",
+SCRIPTS = ["factored_gradient", "euler", "plain_solve_ivp", "stiff", "batch", "large", "auto_method", "accuracy",
            "blas_threads", "gd_overhead", "sweep_throughput", "frameworks"]
 
 if __name__ == "__main__":

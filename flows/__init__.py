@@ -2,10 +2,12 @@
 
 Modules, from the bottom up (each imports only modules on the lines above it):
 
-- ``checks``, ``seeds``, ``files``, ``version``, ``rk``: argument checks, seeding, atomic files, the
-  installed version, scipy's explicit Runge–Kutta steppers done in place;
-- ``blas``, ``targets``, ``trajectory``: BLAS thread control, low-rank targets Σ, the result type;
-- ``problems``: the problem base class and matrix factorization;
+- ``checks``, ``seeds``, ``files``, ``version``, ``rk``, ``stiffness``: argument checks, seeding, atomic
+  files, the installed version, scipy's explicit Runge–Kutta steppers done in place, the stiffness
+  test of ``method="auto"``;
+- ``blas``, ``targets``, ``trajectory``, ``base``, ``events``: BLAS thread control, low-rank targets Σ,
+  the result type, the problem protocol (:class:`Problem`), events;
+- ``problems``, ``ode``: factorization problems, plain ODEs;
 - ``operators``, ``init``, ``monitors``, ``exact``, ``perturbations``: measurement operators, initial
   states, monitors, closed-form solutions, perturbation models;
 - ``sensing``, ``proof_monitors``, ``dynamics``: sensing and completion, the proofs' quantities, the
@@ -16,11 +18,15 @@ Modules, from the bottom up (each imports only modules on the lines above it):
   learning.
 """
 
-from . import emergence, exact, init, monitors, operators, perturbations, proof_monitors, seeds
-from .descent import DivergenceError, gradient_descent, minibatch_gradient_descent
+from . import emergence, events, exact, init, monitors, operators, perturbations, proof_monitors, seeds
+from .descent import gradient_descent, minibatch_gradient_descent
+from .failures import DivergenceError
 from .dynamics import GradientFlow, ModifiedFlow, PerturbedGradientFlow, ScaledGradientFlow
 from .emergence import emergence_events, emergence_report
-from .integration import METHODS, Event, IntegrationError, choose_method, integrate, loss_below
+from .base import Problem, ProblemError, check_problem
+from .events import Event, loss_below
+from .integration import METHODS, BudgetExceeded, IntegrationError, choose_method, integrate
+from .ode import ODE
 from .operators import DenseOperator, EntrySampling, RankOneOperator, rip_estimate
 from .perturbations import (DiscretizationError, FixedPerturbation, FunctionPerturbation, MinibatchSensingError,
                             RandomPerturbation, SensingError, measurement_noise)
@@ -30,7 +36,8 @@ from .sensing import MatrixCompletion, MatrixSensing
 from .targets import LowRankTarget, as_target
 from .trajectory import Dynamics, SolverStats, Trajectory
 
-__all__ = ["DenseOperator", "DiscretizationError", "DivergenceError", "Dynamics", "EntrySampling", "Event",
+__all__ = ["BudgetExceeded", "DenseOperator", "DiscretizationError", "DivergenceError", "Dynamics", "EntrySampling",
+           "Event", "ODE", "Problem", "ProblemError", "check_problem", "events",
            "FactoredProblem", "FixedPerturbation", "FunctionPerturbation", "GradientFlow", "IntegrationError",
            "LowRankTarget", "METHODS", "MatrixCompletion", "MatrixFactorization", "MatrixSensing",
            "MinibatchSensingError", "ModifiedFlow", "PerturbedGradientFlow", "RandomPerturbation", "RankOneOperator",

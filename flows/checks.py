@@ -17,6 +17,8 @@ def as_float_array(value, name: str, ndim: int | None = None, shape: tuple | Non
 
     ``shape`` entries that are ``None`` match any length.
     """
+    if np.iscomplexobj(value):  # numpy would drop the imaginary part with only a warning
+        raise TypeError(f"{name} must be real, got complex values (pgflow never drops an imaginary part)")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -52,19 +54,16 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 def time_grid(t_eval, t_start: float, t_end: float) -> np.ndarray | None:
-    """``t_eval`` as a checked grid of output times in [t_start, t_end] (None stays None).
-
-    Raises
-    ------
-    ValueError
-        Unless ``t_eval`` is a non-empty, strictly increasing 1-D array of finite times inside the span.
-    """
+    """``t_eval`` as a checked grid of output times (None stays None): a non-empty 1-D array of finite
+    times, strictly monotone in the direction from ``t_start`` to ``t_end`` and inside that span."""
     if t_eval is None:
         return None
     grid = as_float_array(t_eval, "t_eval", ndim=1)
-    if grid.size == 0 or np.any(np.diff(grid) <= 0):
-        raise ValueError("t_eval must be a non-empty, strictly increasing 1-D array")
-    if grid[0] < t_start or grid[-1] > t_end:
+    direction = 1.0 if t_end >= t_start else -1.0
+    if grid.size == 0 or np.any(direction * np.diff(grid) <= 0):
+        raise ValueError(f"t_eval must be a non-empty, strictly {'in' if direction > 0 else 'de'}creasing 1-D "
+                         f"array (the direction from t_start to t_end)")
+    if grid.min() < min(t_start, t_end) or grid.max() > max(t_start, t_end):
         raise ValueError(f"t_eval must lie in [t_start, t_end] = [{t_start}, {t_end}], got [{grid[0]}, {grid[-1]}]")
     return grid
 

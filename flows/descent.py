@@ -17,10 +17,12 @@ import time
 import numpy as np
 
 from . import monitors as _monitors
+from .base import ensure_consistent
 from .checks import positive, positive_int, renamed
 from .dynamics import VARIANTS, GradientFlow, PerturbedGradientFlow, ScaledGradientFlow
+from .failures import DEFAULT_MAX_MEMORY, BudgetExceeded, DivergenceError
 from .seeds import batch_indices, child_rng, seed_record
-from .trajectory import Dynamics, PiecewiseLinear, SolverStats, Trajectory
+from .trajectory import Accuracy, Dynamics, PiecewiseLinear, SolverStats, Trajectory
 from .version import package_version
 
 
@@ -34,19 +36,12 @@ def number_of_steps(step_size: float, t_end: float, name: str = "step_size", whe
     return n
 
 
-class DivergenceError(FloatingPointError):
-    """GD left every sensible bound: carries the ``step`` and the ``partial`` trajectory before it."""
-
-    def __init__(self, message: str, step: int, partial: Trajectory):
-        super().__init__(message)
-        self.step = step
-        self.partial = partial
-
-
 @renamed(record_every="save_every")
 def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: str = "simultaneous",
-                     perturbation=None, perturbation_form: str = "residual", save_every: int = 1,
-                     monitors=None, max_loss: float | None = None, provenance: dict | None = None):
+                     perturbation=None, perturbation_form: str = "residual", save_every: int | None = None,
+                     monitors=None, max_loss: float | None = None, provenance: dict | None = None,
+                     check: bool = True, max_time: float | None = None, max_memory: int = DEFAULT_MAX_MEMORY,
+                     progress: bool = False, callback=None, blas_threads: int | None = 1, reduce="auto"):
     """Run GD and return it as a :class:`Trajectory` with times t = k·η.
 
     simultaneous: U₊ = U + ηRV, V₊ = V + ηRᵀU (x₊ = x − η∇f(x)), explicit Euler on GF.
@@ -76,14 +71,34 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         E(t, x); see :class:`pgflow.flows.dynamics.PerturbedGradientFlow`. Its ‖E‖ and bound are
         recorded as the monitors "perturbation_norm" and "perturbation_bound".
     perturbation_form : {"residual", "additive"}
-    save_every : int
-        Save every this many steps (the first and last state are always saved).
+    save_every : int, optional
+        Save every this many steps (the first and last state are always saved). Default:
+        ⌈n_steps / ``SAVED_BY_DEFAULT``⌉, at most 1,000 evenly spaced states and the last (pass 1 to
+        keep every step).
     monitors : dict of name -> ``fn(t, x)``, optional
         Default: :func:`pgflow.flows.monitors.default`.
     max_loss : float, optional
         Divergence bound on f at the recorded steps; default 10⁶·max(f(x₀), ‖Σ‖²_F).
     provenance : dict, optional
         Extra entries for ``meta``.
+    check : bool
+        Check once that the problem's ``grad`` is the gradient of its ``loss``
+        (:func:`pgflow.flows.base.check_problem`; pgflow's own problem classes are not re-checked).
+    max_time, max_memory : float, int
+        The run's budget besides ``n_steps``: wall-clock seconds (checked at saved steps; default none)
+        and bytes of saved iterates (checked before the run). Exceeding one raises
+        :class:`~pgflow.flows.integration.BudgetExceeded` with the iterates saved so far.
+    progress : bool
+        Show a progress bar (tqdm).
+    callback : callable ``callback(t, x)``, optional
+        Called after every step with t = kη (a view of the iterate: copy what you keep).
+    blas_threads : int or None
+        BLAS threads during the steps and the monitors (default 1, as for
+        :func:`pgflow.flows.integration.integrate`); None leaves BLAS alone.
+    reduce : {"auto", True, False}
+        Run GD in the coordinates of U = Q_U C, V = Q_V D (see :mod:`pgflow.flows.reduction`): every
+        variant's iterates stay in span(U₀, Φ) × span(V₀, Ψ), so the reduced iterates are the full
+        ones to rounding. "auto" (or None) wherever exact, True or raise saying why not, False never.
 
     Returns
     -------
@@ -109,9 +124,11 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     >>> gd.t.tolist(), bool(gd.monitors["loss"][-1] < 1e-8)
     ([0.0, 10.0, 20.0, 30.0, 40.0], True)
     """
+    started = time.perf_counter()
     eta = positive(step_size, "step_size")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    ensure_consistent(problem, check)
     if variant != "simultaneous" and len(problem.layout) != 2:
         raise ValueError(f"variant={variant!r} needs a problem with two factors (U, V)")
     if perturbation is not None:
@@ -119,12 +136,21 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
             raise ValueError("a perturbed GD run takes one initial state of shape (dim,), not a batch")
         if variant != "simultaneous":
             raise ValueError(f"perturbation needs variant='simultaneous' (Euler on the perturbed flow), got {variant!r}")
-        flow = PerturbedGradientFlow(problem, perturbation, perturbation_form)
+        flow = PerturbedGradientFlow(problem, perturbation, perturbation_form, check=False)
         dynamics = Dynamics("gd", variant=variant, step_size=eta, form=perturbation_form,
                             perturbation=perturbation.describe())
     else:
-        flow = ScaledGradientFlow(problem) if variant == "scaled" else GradientFlow(problem)
+        flow = ScaledGradientFlow(problem, check=False) if variant == "scaled" else GradientFlow(problem, check=False)
         dynamics = Dynamics("gd", variant=variant, step_size=eta)
+    x0 = problem.check_state(x0)
+    plan = reduction.plan(flow, x0, reduce)
+    if plan.reduced:
+        options = dict(variant=variant, perturbation=getattr(plan.flow, "perturbation", None),
+                       perturbation_form=perturbation_form, save_every=save_every, max_loss=max_loss, check=False,
+                       max_time=max_time, max_memory=max_memory, progress=progress, blas_threads=blas_threads)
+        return plan.solve(gradient_descent, (plan.flow.problem, plan.start(x0), eta, n_steps), options,
+                          monitors=monitors, meta={**problem.describe(), **(provenance or {})}, dynamics=dynamics,
+                          blas_threads=blas_threads, callback=callback, started=started)
 
     if variant == "alternating":
         step = _alternating_step(problem, eta)
@@ -136,7 +162,9 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
             return 1
 
     return _descend(problem, x0, eta, n_steps, step, dynamics, save_every=save_every, monitors=monitors,
-                    extra_monitors=flow.monitors(), max_loss=max_loss, provenance=provenance)
+                    extra_monitors=flow.monitors(), max_loss=max_loss, provenance={**(provenance or {}), **plan.meta()},
+                    max_time=max_time, max_memory=max_memory, progress=progress, callback=callback,
+                    blas_threads=blas_threads)
 
 
 def _alternating_step(problem, eta: float):
@@ -209,20 +237,34 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
 
 
 def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *, save_every, monitors,
-             extra_monitors, max_loss, provenance):
+             extra_monitors, max_loss, provenance, max_time=None, max_memory=DEFAULT_MAX_MEMORY, progress=False,
+             callback=None):
     """The one GD loop: ``step(k, x, g)`` moves x_k to x_{k+1} in place, leaves its increment in g
     (checked for finiteness) and returns how many gradients it evaluated. ``x`` may be a batch;
     ``x`` and ``g`` are the same C-contiguous buffers at every step."""
     x = problem.check_state(x0)
     n_steps = positive_int(n_steps, "n_steps")
     save_every = positive_int(save_every, "save_every")
-    f0 = float(np.max(problem.loss(x)))
-    if max_loss is None:
-        max_loss = 1e6 * max(f0, problem.target.frobenius_norm ** 2)
+    max_time = None if max_time is None else positive(max_time, "max_time")
+    max_memory = positive_int(max_memory, "max_memory")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable callback(t, x), got {type(callback).__name__}")
+    f0 = np.max(problem.loss(x))
+    if not np.isfinite(f0):
+        raise ValueError(f"x0: the loss at the initial state is {f0} (overflow, or a non-finite entry)")
+    f0 = float(f0)
+    if max_loss is None:  # far beyond the start and the target's own scale: only a divergence gets there
+        target = getattr(problem, "target", None)
+        max_loss = 1e6 * max(abs(f0), target.frobenius_norm ** 2 if target is not None else 1.0)
     max_loss = positive(max_loss, "max_loss")
     mons = {**_monitors.check(_monitors.default(problem) if monitors is None else monitors), **extra_monitors}
 
     recorded = sorted(set(range(0, n_steps + 1, save_every)) | {n_steps})
+    needed = len(recorded) * x.nbytes
+    if needed > max_memory:
+        raise BudgetExceeded(f"saving {len(recorded)} iterates of {x.size} values needs {needed / 2**20:.0f} MiB, more "
+                             f"than max_memory ({max_memory / 2**20:.0f} MiB): raise save_every or max_memory", 0.0,
+                             None, "max_memory")
     X = np.empty((len(recorded),) + x.shape)
     X[0] = x
     meta = {**problem.describe(), "step_size": eta, "n_steps": n_steps, "save_every": save_every,
@@ -235,6 +277,7 @@ def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *,
         values = _monitors.evaluate(mons, t, states)
         return Trajectory(t=t, x=states, layout=problem.layout, monitors=values, meta=info, dynamics=dynamics,
                           stats=stats.replace(monitor_time=time.perf_counter() - m0),
+                          accuracy=rounding_bound(t / eta, states),
                           dense=PiecewiseLinear(t, states) if len(t) > 1 else None)
 
     def result(n_rec, wall, extra=None):
@@ -254,14 +297,40 @@ def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *,
     g = np.empty_like(x)
     nfev, r = 0, 1
     start = time.perf_counter()
-    for k in range(1, n_steps + 1):
-        nfev += step(k - 1, x, g)
-        if not math.isfinite(np.vdot(g, g)):  # one reduction; overflow anywhere makes it inf or nan
-            fail(k, "non-finite gradient", ~np.isfinite(g).all(axis=-1))
-        if k == recorded[r]:
-            loss = problem.loss(x)
-            if not np.all(loss <= max_loss):
-                fail(k, f"loss above max_loss = {max_loss:g}", ~(loss <= max_loss))
-            X[r] = x
-            r += 1
+    bar = None
+    if progress:
+        from tqdm import tqdm  # only when asked: a progress bar is for people watching
+        bar = tqdm(total=n_steps, desc="gradient descent", unit="step")
+    try:
+        for k in range(1, n_steps + 1):
+            nfev += step(k - 1, x, g)
+            if not math.isfinite(np.vdot(g, g)):  # one reduction; overflow anywhere makes it inf or nan
+                fail(k, "non-finite gradient", ~np.isfinite(g).all(axis=-1))
+            if k == recorded[r]:
+                loss = problem.loss(x)
+                if not np.all(loss <= max_loss):
+                    fail(k, f"loss above max_loss = {max_loss:g}", ~(loss <= max_loss))
+                X[r] = x
+                r += 1
+                if bar is not None:
+                    bar.update(k - bar.n)
+                if max_time is not None and time.perf_counter() - start > max_time:
+                    raise BudgetExceeded(f"gradient descent stopped at step {k} (t = {k * eta:g}) of {n_steps}: budget "
+                                         f"max_time: {time.perf_counter() - start:.1f} s of wall time, the budget is "
+                                         f"{max_time:g} s", k * eta, result(r, time.perf_counter() - start),
+                                         "max_time")
+            if callback is not None:
+                callback(k * eta, x)
+    finally:
+        if bar is not None:
+            bar.close()
     return result(len(recorded), time.perf_counter() - start)
+
+
+def rounding_bound(steps: np.ndarray, states: np.ndarray) -> Accuracy:
+    """GD's error against itself: only rounding. Each step x₊ = x − η∇f(x) rounds its O(dim)
+    floating-point operations per entry to relative ε, so after k steps the iterate carries at most
+    about k·ε·max_{j≤k}‖x_j‖ (taken over the saved iterates), not amplified through the Jacobian: a
+    bound on the arithmetic, not on the distance to any flow (that is the discretization study's job)."""
+    norms = np.maximum.accumulate(np.linalg.norm(states, axis=-1)) if len(states) else np.zeros(0)
+    return Accuracy(estimate=np.finfo(float).eps * np.rint(steps) * norms, how="rounding")

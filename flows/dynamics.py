@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import ensure_consistent
 from .checks import positive
 from .perturbations import FORMS, magnitude
 from .problems import couple_residual, negative_grad
@@ -50,8 +51,11 @@ class GradientFlow:
 
     Parameters
     ----------
-    problem : problem object
-        Anything with ``grad`` and ``hessian`` (see :class:`pgflow.flows.problems.FactoredProblem`).
+    problem : Problem
+        A :class:`pgflow.flows.base.Problem` (or anything with ``grad`` and ``hessian``).
+    check : bool
+        Check once that the problem's ``grad`` is the gradient of its ``loss``
+        (:func:`pgflow.flows.base.check_problem`; pgflow's own problem classes are not re-checked).
 
     Examples
     --------
@@ -64,7 +68,8 @@ class GradientFlow:
 
     dynamics = Dynamics("gf")
 
-    def __init__(self, problem):
+    def __init__(self, problem, *, check: bool = True):
+        ensure_consistent(problem, check)
         self.problem = problem
 
     def __call__(self, t, x, out=None):
@@ -95,6 +100,8 @@ class ScaledGradientFlow:
     Parameters
     ----------
     problem : problem object with two factors (U, V)
+    check : bool
+        Check once that ``grad`` is the gradient of ``loss`` (see :class:`GradientFlow`).
 
     Notes
     -----
@@ -110,8 +117,9 @@ class ScaledGradientFlow:
 
     dynamics = Dynamics("scaled_gf")
 
-    def __init__(self, problem):
+    def __init__(self, problem, *, check: bool = True):
         _two_factors(problem, "ScaledGradientFlow")
+        ensure_consistent(problem, check)
         self.problem = problem
 
     def _single(self, x) -> np.ndarray:
@@ -165,7 +173,14 @@ class ModifiedFlow:
     scaled (ScaledGD, Euler on F = :class:`ScaledGradientFlow`):
         ẋ = F − (η/2)F′F with F′F from :meth:`ScaledGradientFlow.jvp`.
 
-    Every term goes through ``problem.grad`` and ``problem.hvp``.
+    ``order=2`` (simultaneous GD) adds the η² term of explicit Euler's modified equation,
+    η²((1/12)F″(F, F) + (1/3)F′F′F) with F = −∇f, F′ = −∇²f, F″ = −∇³f:
+
+        ẋ = −∇f − (η/2)∇²f∇f − η²((1/12)∇³f[∇f, ∇f] + (1/3)∇²f∇²f∇f),
+
+    so GD stays O(η³) from it over a fixed time.
+
+    Every term goes through ``problem.grad``, ``problem.hvp`` and (order 2) ``problem.third_derivative``.
 
     Parameters
     ----------
@@ -174,6 +189,11 @@ class ModifiedFlow:
         η > 0, the GD step this flow models.
     variant : {"simultaneous", "alternating", "scaled"}
         As in :func:`pgflow.flows.descent.gradient_descent`; the last two need a problem with factors (U, V).
+    order : {1, 2}
+        The power of η up to which the flow matches the scheme's steps (its distance to GD is then
+        O(η^(order+1)) over a fixed time). Order 2 is derived for simultaneous GD.
+    check : bool
+        Check once that ``grad`` is the gradient of ``loss`` (see :class:`GradientFlow`).
 
     Notes
     -----
@@ -193,16 +213,23 @@ class ModifiedFlow:
 
     jac = None
 
-    def __init__(self, problem, step_size: float, variant: str = "simultaneous"):
+    def __init__(self, problem, step_size: float, variant: str = "simultaneous", *, order: int = 1,
+                 check: bool = True):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if isinstance(order, bool) or order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order!r}")
+        if order == 2 and variant != "simultaneous":
+            raise ValueError(f"order=2 is derived for simultaneous GD (explicit Euler) only, got variant={variant!r}")
         if variant != "simultaneous":
             _two_factors(problem, f"variant={variant!r}")
+        ensure_consistent(problem, check)
         self.problem = problem
         self.step_size = positive(step_size, "step_size")
         self.variant = variant
-        self._scaled = ScaledGradientFlow(problem) if variant == "scaled" else None
-        self.dynamics = Dynamics("modified", variant=variant, step_size=self.step_size)
+        self.order = int(order)
+        self._scaled = ScaledGradientFlow(problem, check=False) if variant == "scaled" else None
+        self.dynamics = Dynamics("modified", variant=variant, step_size=self.step_size, order=self.order)
 
     def __call__(self, t, x, out=None):
         eta = self.step_size
@@ -211,7 +238,10 @@ class ModifiedFlow:
             return _into(out, F - 0.5 * eta * self._scaled.jvp(x, F))
         p = self.problem
         g = p.grad(x)
-        value = -g - 0.5 * eta * p.hvp(x, g)
+        Hg = p.hvp(x, g)
+        value = -g - 0.5 * eta * Hg
+        if self.order == 2:
+            value -= eta**2 * (p.third_derivative(x, g, g) / 12.0 + p.hvp(x, Hg) / 3.0)
         if self.variant == "alternating":
             u, v = p.slices().values()
             first = np.zeros_like(g)
@@ -223,7 +253,8 @@ class ModifiedFlow:
         return {}
 
     def describe(self) -> dict:
-        return {"flow": type(self).__name__, "step_size": self.step_size, "variant": self.variant}
+        return {"flow": type(self).__name__, "step_size": self.step_size, "variant": self.variant,
+                "order": self.order}
 
 
 class PerturbedGradientFlow:
@@ -250,6 +281,8 @@ class PerturbedGradientFlow:
     perturbation : perturbation model
         See :mod:`pgflow.flows.perturbations` for the protocol.
     form : {"residual", "additive"}
+    check : bool
+        Check once that ``grad`` is the gradient of ``loss`` (see :class:`GradientFlow`).
 
     Examples
     --------
@@ -261,7 +294,7 @@ class PerturbedGradientFlow:
     True
     """
 
-    def __init__(self, problem, perturbation, form: str = "residual"):
+    def __init__(self, problem, perturbation, form: str = "residual", *, check: bool = True):
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
         if not (callable(perturbation) and callable(getattr(perturbation, "bound", None))):
@@ -269,6 +302,7 @@ class PerturbedGradientFlow:
                             f"pgflow.flows.perturbations), got {type(perturbation).__name__}")
         if form == "residual" and len(problem.layout) != 2:
             raise ValueError("the residual form needs a problem with two factors U, V (E enters as EV, EᵀU)")
+        ensure_consistent(problem, check)
         self.problem, self.perturbation, self.form = problem, perturbation, form
         self._shape = problem.target.shape if form == "residual" else (problem.dim,)
         self.jac = None if getattr(perturbation, "state_dependent", True) else self._jac
@@ -303,7 +337,7 @@ class PerturbedGradientFlow:
 
     def piece(self, t, x_start) -> "PerturbedGradientFlow":
         """The flow on the piece of the perturbation that starts at t from ``x_start``."""
-        return PerturbedGradientFlow(self.problem, self.perturbation.piece(t, x_start), self.form)
+        return PerturbedGradientFlow(self.problem, self.perturbation.piece(t, x_start), self.form, check=False)
 
     def monitors(self) -> dict:
         E, norm = self.perturbation, getattr(self.perturbation, "norm", "fro")

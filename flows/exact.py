@@ -1,12 +1,11 @@
 r"""Closed-form reference solutions of gradient flow on factorization problems.
 
-The mathematics, and why the textbook formulas fail in double precision: ``docs/math/closed-forms.md``.
+The mathematics, why the textbook formulas fail in double precision and how they are evaluated
+instead, with the measured accuracy: ``docs/math/closed-forms.md``. In short:
 
 Symmetric flow
     Ẋ = (M − XXᵀ)X, the gradient flow of ¼‖XXᵀ − M‖²_F, has P = XXᵀ solving the matrix Riccati
-    equation Ṗ = MP + PM − 2P², whose solution is
-
-        P(t) = Y K⁻¹ Yᵀ,   Y = e^{Mt} X₀,   K = I + 2 X₀ᵀ (∫₀ᵗ e^{2Ms} ds) X₀.
+    equation Ṗ = MP + PM − 2P²: P(t) = Y K⁻¹ Yᵀ, Y = e^{Mt} X₀, K = I + 2 X₀ᵀ (∫₀ᵗ e^{2Ms} ds) X₀.
 
 Asymmetric flow from a λ-balanced init (U₀ᵀU₀ − V₀ᵀV₀ = λI)
     Z = [U; V]/√2 solves the symmetric flow with M_λ = [[(λ/2)I, Σ], [Σᵀ, −(λ/2)I]], so
@@ -16,48 +15,35 @@ Scalar (spectral) modes
     ȧ = b(σ − ab), ḃ = a(σ − ab) is the 1×1 case of the λ-balanced flow; balanced (a = b) it
     reduces to u = ab, u̇ = 2u(σ − u).
 
-Why not the formula as written
-    In double precision K is numerically singular once σ₁t ≳ 15–20: its entries grow like e^{2σᵢt}
-    and the information about the slower modes drowns in the rounding of the fastest one, so
-    Y K⁻¹ Yᵀ loses every digit while the flow itself is perfectly tame. Everything below is
-    rewritten so that the exponential growth cancels analytically before any rounding happens.
-
-    In the eigenbasis M = Q diag(λ) Qᵀ, with X̃ = QᵀX₀, 2φᵢ = (e^{2λᵢt} − 1)/λᵢ (= 2t at λᵢ = 0),
-    N = diag(√(2φ)) X̃ and ρᵢ = e^{λᵢt}/√(2φᵢ) (bounded: ρᵢ → √λᵢ for λᵢ > 0, → 0 for λᵢ ≤ 0),
-
-        Y = Q diag(ρ) N,   K = I + NᵀN,   P = Q diag(ρ) · N(I + NᵀN)⁻¹Nᵀ · diag(ρ) Qᵀ.
-
-    A thin QR factorization [N; I] = [Q₁; Q₂] R gives I + NᵀN = RᵀR and N = Q₁R, so
-    N(I + NᵀN)⁻¹Nᵀ = Q₁Q₁ᵀ and X(t) = Q diag(ρ) Q₁ is a factor of P(t) with no inverse in sight.
-    The rows of N differ in scale by up to e^{(λ₁ − λ_m)t}; Householder QR with column pivoting
-    applied to the rows sorted by decreasing size is row-wise backward stable (Cox & Higham,
-    1998), so the computed Q₁ is exact for a [N; I] whose every row carries a relative
-    perturbation of order machine precision, i.e. for a rounding-level perturbation of each row of
-    X̃: P(t) is as accurate as the problem's own conditioning allows (measured: ≈1e-15 relative at
-    σ₁t = 60 and 3000, tests/test_exact.py). Column pivoting leaves Q₁Q₁ᵀ unchanged (it only
-    reorders a basis of the same column space).
-
-    N still overflows when e^{2λ₁t} leaves the float range (λ₁t ≈ 354). The flow map is a
-    semigroup, X(t + s) = Φ_s(X(t)), so long times are reached in steps over which e^{λ₁h}
-    stays below e^{_MAX_GROWTH}; by the end of one such step every growing direction has
-    saturated, so restarting from the rounded X(t) costs nothing measurable. Beyond
-    λ₁t = _MAX_GROWTH·_MAX_STEPS (≈ 2.6e7) the functions raise rather than loop for long.
+Evaluation
+    In the eigenbasis M = Q diag(ℓ) Qᵀ, X̃ = QᵀX₀, 2φᵢ = (e^{2ℓᵢt} − 1)/ℓᵢ, N = diag(√(2φ)) X̃ and
+    ρᵢ = e^{ℓᵢt}/√(2φᵢ) (bounded), a thin QR [N; I] = [Q₁; Q₂] R gives X(t) = Q diag(ρ) Q₁ with no
+    inverse; rows sorted by size plus column pivoting make the QR row-wise backward stable (Cox &
+    Higham 1998). Long times restart from checkpoints (the flow map is a semigroup) so that e^{ℓ₁h}
+    stays below e^{_MAX_GROWTH}. The exponents 2ℓᵢt are exact unevaluated sums (Dekker's product),
+    and the spectrum is built from Σ's SVD where it is known (M_λ; a symmetric Φ diag(σ) Φᵀ) rather
+    than by an eigensolver, whose eigenvalue errors e^{ℓt} would multiply by t. A start of numerical
+    rank r < k is advanced as a rank-r factor, so that it stays rank-deficient like the solution;
+    every call estimates the condition number of P(t) in the start and warns
+    (:class:`IllConditionedWarning`) above :data:`CONDITION_WARNING`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from .checks import as_float_array, positive
 from .problems import MatrixFactorization, SymmetricFactorization
+from .riccati import (Spectrum, eigh_spectrum, gram_change, growth_weights, lambda_balanced_spectrum,
+                      rowwise_stable_range, symmetric_target_spectrum)
 
-__all__ = ["LambdaBalancedSolution", "balanced_mode", "emergence_time", "lambda_balanced_flow",
-           "riccati_factor", "spectral_mode", "symmetric_flow"]
+__all__ = ["CONDITION_WARNING", "IllConditionedWarning", "LambdaBalancedSolution", "balanced_mode",
+           "emergence_time", "lambda_balanced_flow", "riccati_factor", "spectral_mode", "symmetric_flow"]
 
 # Largest λ₁h evaluated in one closed-form step: e^{2·256} ≈ 1e222 leaves ample room below the
 # float range for √(2φ)·X̃ even when X₀ is large.
@@ -67,6 +53,18 @@ _MAX_STEPS = 100_000
 
 # U₀ᵀU₀ − V₀ᵀV₀ must equal λI to this accuracy, relative to ‖U₀ᵀU₀‖ + ‖V₀ᵀV₀‖.
 _BALANCE_RTOL = 1e-10
+
+_EPS = float(np.finfo(float).eps)
+# The condition number is estimated from this many random finite differences of relative step
+# 2⁻³⁶ ≈ 1.5e-11: the closed form's rounding (~ε‖P‖) is ≤ 1.5e-5 of the difference, and the response
+# is linear up to condition ≈ 1e10 (larger ones come out as lower bounds). Fixed seed: reproducible.
+_CONDITION_PROBES = 2
+_CONDITION_STEP = 2.0 ** -36
+_CONDITION_SEED = 16
+
+CONDITION_WARNING = 1e6
+"""Condition number above which the closed forms warn (:class:`IllConditionedWarning`): rounding of
+the start alone may then change the result by more than ~1e-10 relative."""
 
 
 def _T(A):
@@ -117,79 +115,32 @@ def _factor(X, name: str, rows: int) -> np.ndarray:
 # symmetric flow
 # --------------------------------------------------------------------------------------------------
 
-def _growth_weights(lam: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """√(2φ) and ρ = e^{λt}/√(2φ) for 2φ = (e^{2λt} − 1)/λ (= 2t at λ = 0), at t > 0.
-
-    With x = 2λt, each regime gets the form that neither cancels nor overflows:
-    |x| ≤ 1: 2φ = 2t·E(x), E(x) = expm1(x)/x, and ρ² = e^{x}/(2t·E(x));
-    x > 1: 2φ = expm1(x)/λ and ρ² = λ/(1 − e^{−x}) (→ λ);
-    x < −1: 2φ = expm1(x)/λ (→ 1/|λ|) and ρ² = e^{x}·λ/expm1(x) (→ 0 like e^{x}).
-    """
-    with np.errstate(over="ignore"):   # x = −∞ is the exact limit e^{2λt} = 0 in the last regime
-        x = 2.0 * lam * t
-    two_phi = np.empty_like(lam)
-    rho = np.empty_like(lam)
-
-    mid = np.abs(x) <= 1
-    xm = x[mid]
-    E = np.ones_like(xm)
-    nonzero = xm != 0
-    E[nonzero] = np.expm1(xm[nonzero]) / xm[nonzero]
-    two_phi[mid] = 2.0 * t * E
-    rho[mid] = np.sqrt(np.exp(xm) / E) / math.sqrt(2.0 * t)
-
-    up = x > 1
-    two_phi[up] = np.expm1(x[up]) / lam[up]
-    rho[up] = np.sqrt(lam[up] / -np.expm1(-x[up]))
-
-    down = x < -1
-    two_phi[down] = np.expm1(x[down]) / lam[down]
-    rho[down] = np.exp(0.5 * x[down]) * np.sqrt(lam[down] / np.expm1(x[down]))
-    return np.sqrt(two_phi), rho
-
-
-def _rowwise_stable_range(A: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of col(A) for a matrix with rows of wildly different scales.
-
-    Rows sorted by decreasing max-norm plus column pivoting make Householder QR row-wise backward
-    stable (Cox & Higham 1998); plain QR would smear the rounding of the largest rows over the small
-    ones.
-    """
-    order = np.argsort(-np.max(np.abs(A), axis=1), kind="stable")
-    Q_sorted, R, _ = scipy.linalg.qr(A[order], mode="economic", pivoting=True)
-    # A positive diagonal of R fixes the basis; with one column it makes diag(ρ)Q₁ equal to Y/√K,
-    # the solution X(t) itself rather than ±X(t).
-    Q_sorted *= np.where(np.diag(R) < 0, -1.0, 1.0)
-    Q = np.empty_like(Q_sorted)
-    Q[order] = Q_sorted
-    return Q
-
-
-def _riccati_step(lam: np.ndarray, Xt: np.ndarray, t: float) -> np.ndarray:
-    """Exact step of Ẋ = (diag(λ) − XXᵀ)X from X(0) = X̃ to X(t), as diag(ρ) Q₁."""
+def _riccati_step(spec: Spectrum, Xt: np.ndarray, t: float) -> np.ndarray:
+    """Exact step of Ẋ = (diag(ℓ) − XXᵀ)X from X(0) = X̃ to X(t), as diag(ρ) Q₁."""
     if t == 0:
         return Xt.copy()
     m, k = Xt.shape
-    sqrt_two_phi, rho = _growth_weights(lam, t)
+    sqrt_two_phi, rho = growth_weights(spec.hi, spec.lo, t)
     N = sqrt_two_phi[:, None] * Xt
-    Q_stack = _rowwise_stable_range(np.vstack([N, np.eye(k)]))
+    Q_stack = rowwise_stable_range(np.vstack([N, np.eye(k)]))
     # N(I + NᵀN)⁻¹Nᵀ = Q₁Q₁ᵀ, so diag(ρ)Q₁ is a factor of P(t) in the eigenbasis.
     return rho[:, None] * Q_stack[:m]
 
 
-def _riccati_eig(lam: np.ndarray, Q: np.ndarray, X0: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Factors X(t) for M = Q diag(λ) Qᵀ at every time, shape (T, m, k).
+def _riccati_eig(spec: Spectrum, X0: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Factors X(t) for M = Q diag(ℓ) Qᵀ at every time, shape (T, m, k).
 
-    Times beyond one safe step h = _MAX_GROWTH/λ₁ start from the checkpoint X(jh), j = ⌊t/h⌋, the
+    Times beyond one safe step h = _MAX_GROWTH/ℓ₁ start from the checkpoint X(jh), j = ⌊t/h⌋, the
     checkpoints being advanced one step at a time (the flow map is a semigroup); times below h are
     evaluated from X₀ directly.
     """
+    Q = spec.Q
     Xt0 = Q.T @ X0
-    rate = float(lam.max())   # only growing modes threaten overflow
+    rate = float(spec.hi.max())   # only growing modes threaten overflow
     out = np.empty((times.size,) + X0.shape)
     if rate <= 0:
         for i, t in enumerate(times):
-            out[i] = Q @ _riccati_step(lam, Xt0, t)
+            out[i] = Q @ _riccati_step(spec, Xt0, t)
         return out
     h = _MAX_GROWTH / rate
     growth = rate * float(times.max())
@@ -199,12 +150,86 @@ def _riccati_eig(lam: np.ndarray, Q: np.ndarray, X0: np.ndarray, times: np.ndarr
     last = math.floor(times.max() / h)
     checkpoints = [Xt0]
     for _ in range(last):
-        checkpoints.append(_riccati_step(lam, checkpoints[-1], h))
+        checkpoints.append(_riccati_step(spec, checkpoints[-1], h))
     for i, t in enumerate(times):
         j = min(math.floor(t / h), last)
         # max(·, 0): j·h may round to just above t
-        out[i] = Q @ _riccati_step(lam, checkpoints[j], max(t - j * h, 0.0))
+        out[i] = Q @ _riccati_step(spec, checkpoints[j], max(t - j * h, 0.0))
     return out
+
+
+def _condition(spec: Spectrum, F: np.ndarray, X: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Estimated relative condition number of P(t) = X(t)X(t)ᵀ in F, shape (T,).
+
+    κ(t) = ‖J(t)‖_F ‖F‖_F / ‖P(t)‖_F, J the derivative of P(t) in the start F, so that a relative
+    change δ of F changes P(t) by at most about κδ relative (and ‖J‖_F ≥ ‖J‖₂: κ errs high). For z
+    uniform on the unit sphere of ℝᵈ (d = F.size), E‖Jz‖² = ‖J‖²_F/d (Kenney & Laub 1994), so
+    _CONDITION_PROBES random directions, each a relative step _CONDITION_STEP of the closed form
+    itself, estimate it. A finite difference of the exact solution, not a bound, so it sees every
+    source of ill-conditioning: a nearly rank-deficient start, or one with almost no component along
+    a growing direction. Deterministic (a fixed seed), so the same call gives the same number.
+    """
+    rng = np.random.default_rng(_CONDITION_SEED)
+    size = float(np.linalg.norm(F))
+    norm_P = np.linalg.norm(_T(X) @ X, axis=(-2, -1))
+    total = np.zeros(times.size)
+    for _ in range(_CONDITION_PROBES):
+        G = rng.standard_normal(F.shape)
+        Xp = _riccati_eig(spec, F + (_CONDITION_STEP * size / np.linalg.norm(G)) * G, times)
+        total += gram_change(X, Xp) ** 2
+    return np.sqrt(F.size * total / _CONDITION_PROBES) / (_CONDITION_STEP * norm_P)
+
+
+@dataclass(frozen=True, eq=False)
+class _Solved:
+    X: np.ndarray            # (T, m, k)
+    condition: np.ndarray    # (T,)
+    rank: int
+
+
+def _solve(spec: Spectrum, X0: np.ndarray, times: np.ndarray) -> _Solved:
+    """X(t) from X₀ for M = Q diag(ℓ) Qᵀ, propagating X₀'s numerical rank only.
+
+    P(t) depends on X₀ only through X₀X₀ᵀ. Singular values of X₀ at or below max(m, k)·ε·s₁ are
+    below the rounding of X₀'s own entries and are taken to be exactly zero: X₀ = A_r diag(s_r) B_rᵀ,
+    the closed form advances the thin factor F = A_r diag(s_r) (m, r), and X(t) = F(t)B_rᵀ. An exactly
+    rank-deficient start then stays exactly rank-deficient, as the solution does; advancing all k
+    columns would seed the missing directions with rounding, which an unstable direction amplifies
+    by e^{ℓt} (relative error 0.5 at σ₁t = 100 from identical columns). A full-rank start is
+    advanced as given, so for k = 1 X(t) is the solution itself.
+    """
+    m, k = X0.shape
+    out = np.zeros((times.size, m, k))
+    s = np.linalg.svd(X0, compute_uv=False)
+    rank = int(np.count_nonzero(s > max(m, k) * _EPS * s[0])) if s[0] > 0 else 0
+    if rank == 0:
+        out[times == 0] = X0
+        return _Solved(X=out, condition=np.ones(times.size), rank=0)
+    if rank == k:
+        F, B = X0, None
+    else:
+        A, s, Bt = np.linalg.svd(X0, full_matrices=False)
+        F, B = A[:, :rank] * s[:rank], Bt[:rank].T
+    X = _riccati_eig(spec, F, times)
+    condition = _condition(spec, F, X, times)
+    out[...] = X if B is None else X @ B.T
+    out[times == 0] = X0
+    return _Solved(X=out, condition=condition, rank=rank)
+
+
+def _warn_if_ill_conditioned(condition: np.ndarray, times: np.ndarray, what: str) -> None:
+    worst = int(np.argmax(condition))
+    if condition[worst] > CONDITION_WARNING:
+        warnings.warn(f"{what}: the solution is ill-conditioned in its start, condition number "
+                      f"{condition[worst]:.2g} at t = {times[worst]:.6g} (a nearly rank-deficient start, or "
+                      f"one with almost no component along a growing direction): a rounding-level change of "
+                      f"the start changes P(t) by up to ~{condition[worst] * _EPS:.1e} relative, so the "
+                      f"returned value is only that accurate", IllConditionedWarning, stacklevel=3)
+
+
+class IllConditionedWarning(RuntimeWarning):
+    """A closed form's condition number exceeds :data:`CONDITION_WARNING`: rounding-level changes of the
+    start change the solution by more than ~1e-10 relative (see the message and ``condition``)."""
 
 
 def riccati_factor(M, X0, t) -> np.ndarray:
@@ -213,6 +238,12 @@ def riccati_factor(M, X0, t) -> np.ndarray:
     Returns a factor X(t) with X(t)X(t)ᵀ = P(t) = Y K⁻¹ Yᵀ, Y = e^{Mt}X₀,
     K = I + 2X₀ᵀ(∫₀ᵗ e^{2Ms} ds)X₀, evaluated stably (see the module docstring): the relative error of
     P stays at rounding level for any σ₁t, where the formula as written fails beyond σ₁t ≈ 20.
+    M's eigendecomposition comes from ``numpy.linalg.eigh``; its eigenvalue errors (~ε‖M‖) enter
+    e^{Mt} multiplied by t, so when M's spectrum is known exactly :func:`symmetric_flow` and
+    :func:`lambda_balanced_flow` are more accurate.
+
+    An X₀ of numerical rank r < k (singular values ≤ max(m, k)·ε·s₁ count as zero) is advanced as a
+    rank-r factor, so that an exactly rank-deficient start stays rank-deficient, as the solution does.
 
     X(t) is unique only up to a right orthogonal factor X(t)O; compare X(t)X(t)ᵀ, not X(t). For a
     single column (k = 1) the returned X(t) is the solution itself, e^{Mt}X₀/√K.
@@ -231,6 +262,11 @@ def riccati_factor(M, X0, t) -> np.ndarray:
     X : ndarray, shape (m, k), or (T, m, k) if ``t`` is an array
         X(0) is X0 itself.
 
+    Warns
+    -----
+    IllConditionedWarning
+        When the estimated condition number of P(t) in X₀ exceeds :data:`CONDITION_WARNING`.
+
     Examples
     --------
     >>> M = np.diag([2.0, -1.0]); X0 = np.array([[1e-3], [1.0]])
@@ -242,13 +278,17 @@ def riccati_factor(M, X0, t) -> np.ndarray:
     M = _symmetric_matrix(M, "M")
     X0 = _factor(X0, "X0", M.shape[0])
     times, scalar = _as_times(t)
-    lam, Q = np.linalg.eigh(M)
-    X = _riccati_eig(lam, Q, X0, times)
-    return X[0] if scalar else X
+    solved = _solve(eigh_spectrum(M), X0, times)
+    _warn_if_ill_conditioned(solved.condition, times, "riccati_factor")
+    return solved.X[0] if scalar else solved.X
 
 
 def symmetric_flow(problem: SymmetricFactorization, X0, t) -> np.ndarray:
     r"""P(t) = X(t)X(t)ᵀ along the gradient flow of a :class:`SymmetricFactorization`.
+
+    When the target is stored as M = Φ diag(σ) Φᵀ (Ψ = Φ up to column signs, as
+    :meth:`SymmetricFactorization.random` makes it), M's spectrum is known exactly (±σᵢ on Φ, 0 on
+    col(Φ)⊥) and used instead of an eigensolver; otherwise as :func:`riccati_factor`.
 
     Parameters
     ----------
@@ -262,6 +302,11 @@ def symmetric_flow(problem: SymmetricFactorization, X0, t) -> np.ndarray:
     Returns
     -------
     P : ndarray, shape (m, m), or (T, m, m) if ``t`` is an array
+
+    Warns
+    -----
+    IllConditionedWarning
+        As :func:`riccati_factor`.
     """
     if not isinstance(problem, SymmetricFactorization):
         raise TypeError(f"problem must be a SymmetricFactorization, got {type(problem).__name__}")
@@ -269,7 +314,11 @@ def symmetric_flow(problem: SymmetricFactorization, X0, t) -> np.ndarray:
     if X0.ndim == 1:
         X0 = problem.check_state(X0, "X0").reshape(problem.m, problem.width)
     X0 = as_float_array(X0, "X0", shape=(problem.m, problem.width))
-    X = riccati_factor(problem.target.dense(), X0, t)
+    times, scalar = _as_times(t)
+    spec = symmetric_target_spectrum(problem.target) or eigh_spectrum(_symmetric_matrix(problem.target.dense()))
+    solved = _solve(spec, X0, times)
+    _warn_if_ill_conditioned(solved.condition, times, "symmetric_flow")
+    X = solved.X[0] if scalar else solved.X
     return X @ _T(X)
 
 
@@ -289,20 +338,34 @@ class LambdaBalancedSolution:
     VVt : ndarray, shape (n, n) or (T, n, n)
     lam : float
         λ with U₀ᵀU₀ − V₀ᵀV₀ = λI (conserved along the flow).
+    condition : float or ndarray, shape (T,)
+        Estimated relative condition number of P(t) = Z(t)Z(t)ᵀ (Z = [U; V]/√2) in the start: a
+        relative change δ of [U₀; V₀] changes the blocks by about condition·δ relative. Rounding of
+        the start alone (δ ≈ ε) then limits the accuracy of any method to about condition·ε. Near 1
+        for a generic start; large for a nearly rank-deficient one whose weak direction has grown
+        (an :class:`IllConditionedWarning` is issued above :data:`CONDITION_WARNING`).
+    rank : int
+        The numerical rank of [U₀; V₀] advanced by the closed form (singular values ≤
+        max(m + n, k)·ε·s₁ count as zero, so an exactly rank-deficient start stays so).
     """
 
     UVt: np.ndarray
     UUt: np.ndarray
     VVt: np.ndarray
     lam: float
+    condition: np.ndarray | float = 1.0
+    rank: int = 0
 
 
 def lambda_balanced_flow(problem: MatrixFactorization, U0, V0, t) -> LambdaBalancedSolution:
     r"""Exact gradient flow U̇ = RV, V̇ = RᵀU (R = Σ − UVᵀ) from a λ-balanced initialization.
 
     With U₀ᵀU₀ − V₀ᵀV₀ = λI, Z = [U; V]/√2 solves Ż = (M_λ − ZZᵀ)Z for
-    M_λ = [[(λ/2)I, Σ], [Σᵀ, −(λ/2)I]], so :func:`riccati_factor` gives P = ZZᵀ and
-    UVᵀ = 2P₁₂, UUᵀ = 2P₁₁, VVᵀ = 2P₂₂.
+    M_λ = [[(λ/2)I, Σ], [Σᵀ, −(λ/2)I]], so the Riccati solution gives P = ZZᵀ and
+    UVᵀ = 2P₁₂, UUᵀ = 2P₁₁, VVᵀ = 2P₂₂. M_λ's eigendecomposition is built from Σ's SVD, not computed:
+    ±hypot(σᵢ, λ/2) on Σ's singular pairs, +λ/2 on (Φ⊥, 0) and −λ/2 on (0, Ψ⊥), with the gaps
+    hypot(σᵢ, λ/2) − |λ|/2 = σᵢ²/(hypot(σᵢ, λ/2) + |λ|/2) exact, so that the result stays at rounding
+    level for large |λ| too (an eigensolver's eigenvalue errors, ~ε‖M_λ‖, are multiplied by t).
 
     Parameters
     ----------
@@ -311,14 +374,21 @@ def lambda_balanced_flow(problem: MatrixFactorization, U0, V0, t) -> LambdaBalan
     U0 : array_like, shape (m, k)
     V0 : array_like, shape (n, k)
         λ-balanced: ‖U₀ᵀU₀ − V₀ᵀV₀ − λI‖_F ≤ 1e-10 (‖U₀ᵀU₀‖_F + ‖V₀ᵀV₀‖_F) with λ = tr(U₀ᵀU₀ − V₀ᵀV₀)/k.
-        :func:`pgflow.flows.init.lambda_balanced` builds such pairs.
+        :func:`pgflow.flows.init.lambda_balanced` builds such pairs. A rank-deficient [U₀; V₀]
+        (e.g. identical columns) is advanced at its numerical rank, so the solution stays rank-deficient.
     t : float or array_like, shape (T,)
         Times ≥ 0.
 
     Returns
     -------
     LambdaBalancedSolution
-        ``UVt``, ``UUt``, ``VVt`` (with a leading axis of length T if ``t`` is an array) and ``lam``.
+        ``UVt``, ``UUt``, ``VVt`` (with a leading axis of length T if ``t`` is an array), ``lam``,
+        ``condition`` (a float, or shape (T,)) and ``rank``.
+
+    Warns
+    -----
+    IllConditionedWarning
+        When ``condition`` exceeds :data:`CONDITION_WARNING` at some time.
     """
     if not isinstance(problem, MatrixFactorization):
         raise TypeError(f"problem must be a MatrixFactorization, got {type(problem).__name__}")
@@ -331,11 +401,14 @@ def lambda_balanced_flow(problem: MatrixFactorization, U0, V0, t) -> LambdaBalan
     if residual > _BALANCE_RTOL * (np.linalg.norm(GU) + np.linalg.norm(GV)):
         raise ValueError(f"U0 and V0 must be λ-balanced (U0ᵀU0 − V0ᵀV0 = λI); the best λ = {lam:.6g} "
                          f"leaves a residual {residual:.3g}")
-    Sigma = problem.target.dense()
-    M_lam = np.block([[0.5 * lam * np.eye(m), Sigma], [Sigma.T, -0.5 * lam * np.eye(n)]])
-    Z = riccati_factor(M_lam, np.vstack([U0, V0]) / math.sqrt(2.0), t)
+    times, scalar = _as_times(t)
+    solved = _solve(lambda_balanced_spectrum(problem.target, lam), np.vstack([U0, V0]) / math.sqrt(2.0), times)
+    _warn_if_ill_conditioned(solved.condition, times, "lambda_balanced_flow")
+    Z = solved.X[0] if scalar else solved.X
     P2 = 2.0 * (Z @ _T(Z))
-    return LambdaBalancedSolution(UVt=P2[..., :m, m:], UUt=P2[..., :m, :m], VVt=P2[..., m:, m:], lam=lam)
+    condition = float(solved.condition[0]) if scalar else solved.condition
+    return LambdaBalancedSolution(UVt=P2[..., :m, m:], UUt=P2[..., :m, :m], VVt=P2[..., m:, m:], lam=lam,
+                                  condition=condition, rank=solved.rank)
 
 
 # --------------------------------------------------------------------------------------------------

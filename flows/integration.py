@@ -1,256 +1,171 @@
-"""Integrate a flow with any of scipy's ``solve_ivp`` methods, with exact grid output and provenance.
+"""Integrate a flow, or any ``fun(t, y)``, with scipy's ``solve_ivp`` methods: exact grid output,
+scipy's vocabulary, budgets, and provenance.
 
 Why not call ``solve_ivp`` directly: its ``t_eval`` states come from the step interpolant, and
-DOP853's interpolant is up to 10⁴× less accurate than its steps on these flows (see ``docs/performance.md``). Here the explicit
-Runge–Kutta methods, Radau and BDF *step onto* every requested time (the step that would cross a
-grid point is shortened to end on it), so a state on the grid is as accurate as a step; a grid much
-denser than the solver's own steps therefore costs one step per grid point. LSODA's Fortran core
-cannot be steered that way; its Nordsieck interpolant is of the method's own order.
+DOP853's interpolant is up to 10⁴× less accurate than its steps on these flows (see
+``docs/performance.md``). Here the explicit Runge–Kutta methods, Radau and BDF *step onto* every
+requested time (the step that would cross a grid point is shortened to end on it), so a state on the
+grid is as accurate as a step; a grid much denser than the solver's own steps therefore costs one
+step per grid point. LSODA's Fortran core cannot be steered that way; its Nordsieck interpolant is of
+the method's own order.
 
+``integrate`` takes a flow object (:mod:`pgflow.flows.dynamics`) or a plain right-hand side
+``fun(t, y, *args)`` as :func:`scipy.integrate.solve_ivp` does (``t_span`` a pair or an end time,
+``args``, ``jac``, events with scipy's ``terminal`` and ``direction`` attributes, backward in time,
+complex states), and returns a :class:`~pgflow.flows.trajectory.Trajectory` either way.
 ``method="auto"`` chooses from the stiffness of the flow (see :func:`choose_method`), and a batch of
-initial states (B, dim) is integrated as one vectorized system. RK23, RK45 and DOP853 run as
+initial states (B, dim) of a flow is integrated as one vectorized system. RK23, RK45 and DOP853 run as
 :mod:`pgflow.flows.rk`'s in-place versions of scipy's classes: the same steps, without the temporaries.
+Every run has a budget of steps, wall time and memory (:class:`BudgetExceeded`).
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-import scipy.sparse
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, OdeSolution, Radau
-from scipy.optimize import brentq
 
-from . import blas
+from . import blas, reduction
 from . import monitors as _monitors
-from .checks import positive, time_grid
-from .rk import IN_PLACE
-from .trajectory import SolverStats, Trajectory
+from .checks import positive, renamed, time_grid
+from .events import Event, as_events, loss_below
+from .ode import ODE, parse_span
+from .failures import (DEFAULT_MAX_MEMORY, DEFAULT_MAX_STEPS, Budget, BudgetExceeded, IntegrationError,
+                       ToleranceNotMet, available_memory)
+from .stepping import SCIPY_MIN_RTOL, Constant, Dense, Steps, System, march, progress_bar
+from .stiffness import choose_method, stiffness
+from .trajectory import Accuracy, SolverStats, Trajectory
 from .version import package_version
 
 METHODS = {"RK23": RK23, "RK45": RK45, "DOP853": DOP853, "Radau": Radau, "BDF": BDF, "LSODA": LSODA}
 IMPLICIT = frozenset({"Radau", "BDF", "LSODA"})
 
-# method="auto" thresholds, from benchmarks/stiff.py and benchmarks/auto_method.py on 2 cores:
-# above this ratio of fast to slow rate, LSODA with the analytic Jacobian beats DOP853 (3-20x) ...
-STIFFNESS_RATIO = 50.0
-# ... unless the run is so short that an explicit solver needs only a few hundred stability-bound steps
-STIFF_SPAN = 500.0
-# a dense Jacobian beyond this dimension costs more memory and LU time than stiffness saves
-DENSE_JACOBIAN_LIMIT = 5000
+# error_estimate: the reference solve's tolerances are this many times tighter (its own error is then
+# about that many times smaller than the one it measures, for a method whose global error follows its
+# tolerance); guarantee: at most this many solves
+REFERENCE_TIGHTER = 32.0
+GUARANTEE_ATTEMPTS = 5
+
+__all__ = ["BudgetExceeded", "DEFAULT_MAX_MEMORY", "DEFAULT_MAX_STEPS", "Event", "IMPLICIT", "IntegrationError",
+           "METHODS", "ODE", "ToleranceNotMet", "choose_method", "default_atol", "integrate", "loss_below", "stiffness"]
 
 
-class IntegrationError(RuntimeError):
-    """A solve that failed: scipy's message, the time reached, and the trajectory up to there."""
+# --------------------------------------------------------------------------------------------------
+# integrate
+# --------------------------------------------------------------------------------------------------
 
-    def __init__(self, message: str, t_reached: float, partial: Trajectory):
-        super().__init__(message)
-        self.t_reached = t_reached
-        self.partial = partial
-
-
-@dataclass(frozen=True)
-class Event:
-    """A zero of ``fun(t, x)`` located during integration.
-
-    Parameters
-    ----------
-    fun : callable ``fun(t, x) -> float``
-    terminal : bool
-        Stop the integration at the first zero.
-    direction : float
-        Only zeros crossed from negative to positive (> 0), positive to negative (< 0), or both (0).
-    name : str, optional
-        Key of the event's times in ``Trajectory.events``; defaults to ``fun.__name__``.
-    """
-
-    fun: Callable[[float, np.ndarray], float]
-    terminal: bool = False
-    direction: float = 0.0
-    name: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.name or getattr(self.fun, "__name__", "event")
-
-
-def loss_below(problem, eps: float) -> Event:
-    """Terminal event: stop when f(x) falls to ``eps``."""
-    eps = positive(eps, "eps")
-
-    def loss_minus_eps(t, x):
-        return float(problem.loss(x)) - eps
-    return Event(loss_minus_eps, terminal=True, direction=-1.0, name=f"loss_below_{eps:g}")
-
-
-def _events(events) -> list[Event]:
-    out = []
-    for i, ev in enumerate(events):
-        if isinstance(ev, Event):
-            out.append(ev)
-        elif callable(ev):
-            out.append(Event(ev))
-        else:
-            raise TypeError(f"events[{i}] must be a callable fun(t, x) or an Event, got {type(ev).__name__}")
-    return out
-
-
-def stiffness(problem, x0) -> tuple[float, float]:
-    """Cheap estimates of the fastest and slowest rates of the flow started at ``x0``.
-
-    The fast rate bounds λ_max(∇²f) along the whole run: max(‖U₀‖² + ‖V₀‖², ‖D‖₂ + 2σ₁) with the
-    imbalance D = U₀ᵀU₀ − V₀ᵀV₀, which gradient flow conserves (at a minimum λ_max = ‖U‖² + ‖V‖²).
-    The slow rate is σ_r, the smallest singular value of the target, which sets the time scale of the
-    last mode to be learned.
-
-    Parameters
-    ----------
-    problem : problem object
-    x0 : ndarray, shape (dim,) or (B, dim)
-
-    Returns
-    -------
-    fast, slow : float
-        For a batch, the fast rate is the largest over the members.
-    """
-    U, V = problem.factors(x0)
-    D = np.swapaxes(U, -1, -2) @ U - np.swapaxes(V, -1, -2) @ V
-    spectral = lambda A: np.linalg.norm(A, 2, axis=(-2, -1))  # noqa: E731
-    sigma = problem.target.sigma
-    fast = np.maximum(spectral(U) ** 2 + spectral(V) ** 2, spectral(D) + 2 * sigma[0])
-    return float(np.max(fast)), float(sigma[-1])
-
-
-def choose_method(flow, x0, t_span: float) -> tuple[str, str]:
-    """The method ``method="auto"`` uses, and why.
-
-    Stiff (fast/slow rate > ``STIFFNESS_RATIO`` and fast rate × span > ``STIFF_SPAN``): LSODA with the
-    analytic Jacobian (BDF with a sparse block-diagonal Jacobian for a batch), unless the dense
-    Jacobian would exceed ``DENSE_JACOBIAN_LIMIT`` rows or the flow has no Jacobian. Otherwise
-    DOP853, the fastest explicit method on these flows at every tolerance measured.
-
-    Returns
-    -------
-    method, reason : str
-    """
-    fast, slow = stiffness(flow.problem, x0)
-    ratio = fast / slow
-    summary = f"fast rate {fast:.3g}, slow rate {slow:.3g}, ratio {ratio:.3g}, fast rate x span {fast * t_span:.3g}"
-    if ratio <= STIFFNESS_RATIO or fast * t_span <= STIFF_SPAN:
-        return "DOP853", f"not stiff ({summary})"
-    if getattr(flow, "jac", None) is None:
-        return "DOP853", f"stiff ({summary}) but the flow has no analytic Jacobian"
-    if flow.problem.dim > DENSE_JACOBIAN_LIMIT:
-        return "DOP853", f"stiff ({summary}) but dim {flow.problem.dim} is too large for a dense Jacobian"
-    if np.ndim(x0) == 2:
-        return "BDF", f"stiff ({summary}); batch: BDF with a block-diagonal sparse Jacobian"
-    return "LSODA", f"stiff ({summary})"
-
-
-class _System:
-    """The flow as scipy sees it: flat state, a batch stacked into one vector, every call counted.
-
-    scipy's nfev misses the right-hand sides of its finite-difference Jacobians; ``calls`` does not.
-    """
-
-    def __init__(self, flow, shape: tuple[int, ...]):
-        self.flow, self.shape, self.calls = flow, shape, 0
-        self._writes_out = "out" in inspect.signature(flow.__call__).parameters
-
-    def __call__(self, t, y):
-        self.calls += 1
-        return self.flow(t, y.reshape(self.shape)).reshape(-1)
-
-    def into(self, t, y, out):
-        """The right-hand side written into ``out`` (the explicit solvers' stage rows)."""
-        self.calls += 1
-        if self._writes_out:
-            target = out.reshape(self.shape)
-            result = self.flow(t, y.reshape(self.shape), out=target)
-            if result is not target:  # a flow that takes out= but returns a fresh array
-                target[...] = result
-        else:
-            out[:] = self.flow(t, y.reshape(self.shape)).reshape(-1)
-
-    def jac(self, t, y):
-        if len(self.shape) == 1:
-            return self.flow.jac(t, y)
-        return scipy.sparse.block_diag([self.flow.jac(t, x) for x in y.reshape(self.shape)], format="csc")
-
-
-class _Steps:
-    """What the stepping loop produced: saved states, interpolants, events, and how it ended."""
-
-    def __init__(self):
-        self.ts, self.ys, self.step_ts, self.interpolants = [], [], [], []
-        self.event_times, self.stopped_at, self.failure, self.n_steps = {}, None, None, 0
-        self.member_error = self.t_finite = None
-
-
-def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
-              t_eval=None, events=(), monitors=None, dense_output: bool = True, jacobian: bool = True,
+@renamed(t_end="t_span", t_start="t_span")
+def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol: float | None = None, t_eval=None,
+              events=(), args: tuple = (), jac=None, monitors=None, dense_output: bool = False,
+              error_estimate: bool = False, guarantee: bool = False, jacobian: bool = True,
               blas_threads: int | None = 1, max_step: float = np.inf, first_step: float | None = None,
-              t_start: float = 0.0, provenance: dict | None = None):
-    """Integrate ẋ = flow(t, x) from ``x0`` over [t_start, t_end].
+              max_steps: int = DEFAULT_MAX_STEPS, max_time: float | None = None, max_memory: int = DEFAULT_MAX_MEMORY,
+              progress: bool = False, callback=None, provenance: dict | None = None, reduce="auto"):
+    """Integrate ẏ = fun(t, y) from ``y0`` over ``t_span``: a flow of pgflow's, or any ODE.
 
     Parameters
     ----------
-    flow : flow object
-        E.g. :class:`pgflow.flows.dynamics.GradientFlow`; see :mod:`pgflow.flows.dynamics` for the protocol.
-    x0 : array_like, shape (dim,) or (B, dim)
-        Initial state (``problem.pack(U0, V0)`` or an initializer from :mod:`pgflow.flows.init`), or a batch
-        of B initial states, integrated as one vectorized system of size B·dim. The trade-off: the
-        batch shares one step-size sequence, so every member takes the steps its most demanding
-        member needs (the explicit methods accept a step only when each member's own error estimate,
-        scipy's norm over that member alone, is within tolerance). That costs some extra steps (about
-        15% for 64 Gaussian seeds) and buys one Python step driving B right-hand sides: about 10× faster
-        than B separate solves at dim 200 (``python -m benchmarks batch``). ``stats.member_error``
-        reports each member's largest scaled local error estimate over the accepted steps (≤ 1).
-        The implicit methods control the norm of the whole batch.
-    t_end : float
-        Final time, > t_start.
+    fun : flow object or callable ``fun(t, y, *args)``
+        A flow (e.g. :class:`pgflow.flows.dynamics.GradientFlow`; see :mod:`pgflow.flows.dynamics`
+        for the protocol) or a plain right-hand side as for :func:`scipy.integrate.solve_ivp`,
+        returning a numpy array shaped like y (checked at t0). A plain ``fun`` may take ``out=``.
+    y0 : array_like, shape (n,), or (B, dim) for a batch of a flow
+        Initial state (for a flow ``problem.pack(U0, V0)`` or an initializer from
+        :mod:`pgflow.flows.init`). A complex y0 is integrated in complex arithmetic (plain ODEs, not
+        LSODA); a flow's state must be real. A batch of B initial states of a flow is integrated as
+        one vectorized system of size B·dim. The trade-off: the batch shares one step-size sequence,
+        so every member takes the steps its most demanding member needs (the explicit methods accept
+        a step only when each member's own error estimate, scipy's norm over that member alone, is
+        within tolerance). That costs some extra steps (about 15% for 64 Gaussian seeds) and buys one
+        Python step driving B right-hand sides: about 10× faster than B separate solves at dim 200
+        (``python -m benchmarks batch``). ``stats.member_error`` reports each member's largest scaled
+        local error estimate over the accepted steps (≤ 1). The implicit methods control the norm of
+        the whole batch.
+    t_span : float or (float, float)
+        (t0, t1), or an end time t1 reached from t0 = 0; t1 < t0 integrates backward in time (plain
+        ODEs), t1 = ±inf runs until a terminal event (or a budget).
     method : {"auto", "RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA"}
-        scipy's solver; the implicit ones receive ``flow.jac`` unless ``jacobian=False``. "auto"
-        chooses by :func:`choose_method` and records the choice and its reason in ``stats``.
+        scipy's solver; the implicit ones receive the Jacobian (the flow's ``jac``, or ``jac``)
+        unless ``jacobian=False``. "auto" chooses by :func:`choose_method` and records the choice
+        and its reason in ``stats``.
     rtol, atol : float
-        Relative and absolute tolerances, > 0.
+        Relative and absolute tolerances of each step's local error, > 0. scipy raises an rtol below
+        100ε to 100ε; ``meta`` records the tolerances actually used. The default atol scales with the
+        problem (:func:`default_atol`: 1e-3·rtol times the smallest entry scale the run passes
+        through), so that a small initial state is resolved as well as a large one.
     t_eval : array_like, shape (T,), optional
-        Times to save. Default: every solver step. Grid states are exact steps (except LSODA).
-    events : sequence of callables ``fun(t, x)`` or :class:`Event`
-        Zeros are located on the dense output; their times go to ``Trajectory.events[name]``. Not with
-        a batch.
-    monitors : dict of name -> ``fn(t, x)``, optional
-        Evaluated on the saved states after the solve. Default: :func:`pgflow.flows.monitors.default`.
-        The flow's own monitors (``flow.monitors()``) are always added.
+        Times to save, monotone in the direction of integration, inside t_span. Default: every solver
+        step. Grid states are exact steps (except LSODA's).
+    events : callable, Event, or a sequence of them
+        Zeros of ``event(t, y, *args)`` located on each step's interpolant, with scipy's ``terminal``
+        (bool or a count) and ``direction`` attributes (see :mod:`pgflow.flows.events`); their times
+        go to ``Trajectory.events[name]`` and the states to ``Trajectory.event_states[name]``. Not
+        with a batch.
+    args : tuple
+        Extra arguments of a plain ``fun``, ``jac`` and the events.
+    jac : callable ``jac(t, y, *args)``, array_like or sparse matrix, optional
+        ∂fun/∂y of a plain ODE for the implicit methods (a flow brings its own).
+    monitors : dict of name -> ``fn(t, y)``, optional
+        Evaluated on the saved states after the solve. Default: :func:`pgflow.flows.monitors.default`
+        (‖y‖ for a plain ODE). The flow's own monitors (``flow.monitors()``) are always added.
     dense_output : bool
         Keep the solver's interpolants for :meth:`Trajectory.at` (memory ∝ steps × dim; DOP853 pays
-        3 extra right-hand sides per step for them).
+        3 extra right-hand sides per step for them). Off by default: the saved states are the output.
+    error_estimate : bool
+        Estimate the error ‖x(tᵢ) − x_true(tᵢ)‖₂ of every saved state (``Trajectory.error_estimate``,
+        ``Trajectory.error_estimate_of(fn)``) from a second solve on the same times at
+        ``REFERENCE_TIGHTER``× tighter tolerances (DOP853, or the same implicit method); the
+        difference is the first solve's error up to the second's, about that many times smaller. It
+        costs about 1.5 to 2.5 solves (``accuracy.cost`` records the ratio of right-hand sides); see
+        ``docs/accuracy.md`` for why a second solve and not the local error estimates.
+    guarantee : bool
+        Make rtol a promise about the global error: re-solve with tighter local tolerances until
+        the estimated error at every saved time is at most rtol·‖x(tᵢ)‖₂ + atol·√dim, or raise
+        :class:`ToleranceNotMet` with the best estimate reached after ``GUARANTEE_ATTEMPTS`` solves.
     jacobian : bool
-        Pass the analytic Jacobian to implicit methods (False: scipy's finite differences).
+        Pass the Jacobian to implicit methods (False: scipy's finite differences).
     blas_threads : int or None
         BLAS threads during the solve (default 1: never slower here, much faster when the other
         cores are busy; see :mod:`pgflow.flows.blas`); None leaves BLAS alone.
     max_step, first_step : float
-        Passed to the scipy solver.
-    t_start : float
-        Initial time.
+        As for scipy's solvers; ``first_step`` may not exceed the span.
+    max_steps, max_time, max_memory : int, float, int
+        The run's budget: accepted steps, wall-clock seconds (default: none), and bytes of saved
+        states and interpolants (checked before the run when ``t_eval`` fixes them, and against the
+        memory the system has available). Exceeding one raises :class:`BudgetExceeded`.
+    progress : bool
+        Show a progress bar (tqdm) of t against t1.
+    callback : callable ``callback(t, y)``, optional
+        Called after every accepted step (a view of the state: copy what you keep).
     provenance : dict, optional
-        Extra entries for ``meta`` (e.g. the seeds that made ``x0``).
+        Extra entries for ``meta`` (e.g. the seeds that made ``y0``).
+    reduce : {"auto", True, False}
+        Solve a factorization flow in the (k + r)-dimensional coordinates of U = Q_U C, V = Q_V D
+        (:mod:`pgflow.flows.reduction`): "auto" (or None) wherever that is exact, True or raise a
+        ValueError saying why it cannot be, False never. Everything else is unchanged: the grid,
+        events, error estimates, batches and monitors work as in full, on the same values to
+        rounding; the trajectory keeps the bases and reduced states and rebuilds full ones on demand.
+        With the reduced state the solver's error norm is over the reduced entries, and
+        ``guarantee`` checks atol·√(reduced dim), a stricter promise. ``meta`` records ``reduced``,
+        ``full_dim``, ``reduced_dim`` and ``reduction_reason``.
 
     Returns
     -------
     Trajectory, or list of B Trajectory for a batch
         ``stats`` holds the method (and why, for "auto"), nfev/njev/nlu/steps, rhs_calls and wall
-        time; ``dynamics`` the flow's record; ``events`` the located events; ``meta`` the problem,
-        the tolerances, the span and the version.
+        time; ``dynamics`` the flow's record (kind "ode" for a plain ODE); ``events`` and
+        ``event_states`` the located events; ``meta`` the problem, the tolerances used, the span and
+        the version. ``x`` is time-first: shape (T, n), the transpose of ``solve_ivp``'s ``y``.
 
     Raises
     ------
     IntegrationError
         The solver failed; carries scipy's message, ``t_reached`` and the ``partial`` trajectory.
+    BudgetExceeded
+        A budget ran out (an IntegrationError, with ``budget`` naming it).
+    ToleranceNotMet
+        ``guarantee=True`` and the tolerance could not be met (carries the best ``estimate``).
 
     Examples
     --------
@@ -259,177 +174,244 @@ def integrate(flow, x0, t_end: float, *, method: str = "auto", rtol: float = 1e-
     >>> run = integrate(GradientFlow(p), init.gaussian(p, 0.1, seed=1), 20.0, t_eval=[0, 10, 20])
     >>> run.x.shape, bool(run.monitors["loss"][-1] < 1e-8), run.stats.method
     ((3, 22), True, 'DOP853')
+    >>> decay = integrate(lambda t, y: -y, [1.0, 2.0], (0.0, 1.0), rtol=1e-10, atol=1e-12)
+    >>> np.allclose(decay.final, np.exp(-1.0) * np.array([1.0, 2.0])), decay.dynamics.kind
+    (True, 'ode')
     """
+    started = time.perf_counter()
     if method != "auto" and method not in METHODS:
         raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}")
+    t0, t_end = parse_span(t_span)
+    plain = not (callable(fun) and hasattr(fun, "problem"))
+    if plain:
+        flow = ODE(fun, args, jac)
+        y0 = np.asarray(y0)
+        if y0.ndim != 1:
+            raise ValueError(f"y0 must be 1-D, shape (n,), for a plain fun(t, y), got shape {y0.shape}")
+        if not (np.issubdtype(y0.dtype, np.number) and not np.issubdtype(y0.dtype, np.timedelta64)):
+            raise TypeError(f"y0 must hold numbers, got dtype {y0.dtype}")
+        y0 = y0.astype(complex if np.iscomplexobj(y0) else float)  # integers are exact as floats
+        if not np.all(np.isfinite(y0)):
+            raise ValueError("y0 must be finite")
+        flow.first_value(t0, y0)
+        layout = (("y", (y0.size, 1)),)
+    else:
+        flow = fun
+        if args or jac is not None:
+            raise TypeError("args and jac are for a plain fun(t, y); a flow brings its own Jacobian")
+        y0 = flow.problem.check_state(y0)
+        layout = flow.problem.layout
     problem = flow.problem
-    x0 = problem.check_state(x0)
-    t0, t_end = float(t_start), float(t_end)
-    if not (np.isfinite(t0) and np.isfinite(t_end) and t_end > t0):
-        raise ValueError(f"t_end must be finite and > t_start = {t0}, got {t_end}")
+    if t_end < t0 and not plain:
+        raise ValueError(f"t_span must run forward for a flow: got t0 = {t0} > t1 = {t_end}")
+    if not np.isfinite(t_end) and not any(ev.count for ev in as_events(events, args)):
+        raise ValueError(f"t_span must end at a finite time unless a terminal event stops the run, got t1 = {t_end}")
     rtol = positive(rtol, "rtol")
+    atol_rule = None
+    if atol is None:
+        atol, atol_rule = default_atol(problem, y0, rtol)
     atol = positive(atol, "atol")
     if not max_step > 0:
         raise ValueError(f"max_step must be positive (inf: no limit), got {max_step}")
+    if first_step is not None:
+        first_step = positive(first_step, "first_step")
+        if first_step > abs(t_end - t0):
+            raise ValueError(f"first_step = {first_step:g} exceeds the span |t1 − t0| = {abs(t_end - t0):g}")
     grid = time_grid(t_eval, t0, t_end)
-    evs = _events(events)
-    batch = x0.shape[0] if x0.ndim == 2 else None
+    evs = as_events(events, args)
+    batch = y0.shape[0] if y0.ndim == 2 else None
     if batch and evs:
         raise ValueError("events are not supported with a batch of initial states; integrate members separately")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable callback(t, y), got {type(callback).__name__}")
+    plan = reduction.plan(flow, y0, reduce, t0)
+    if plan.reduced:
+        options = dict(method=method, rtol=rtol, atol=atol, t_eval=grid, dense_output=dense_output,
+                       error_estimate=error_estimate, guarantee=guarantee, jacobian=jacobian, blas_threads=blas_threads,
+                       max_step=max_step, first_step=first_step, max_steps=max_steps, max_time=max_time,
+                       max_memory=max_memory, progress=progress, provenance=provenance)
+        meta = {**problem.describe(), **flow.describe(), **({"atol_rule": atol_rule} if atol_rule else {}),
+                **(provenance or {})}
+        return plan.solve(integrate, (plan.flow, plan.start(y0), (t0, t_end)), options, monitors=monitors, meta=meta,
+                          dynamics=flow.dynamics, blas_threads=blas_threads, events=evs, callback=callback,
+                          started=started)
+    budget = Budget(max_steps, max_time, max_memory)
+    if grid is not None:  # the saved states are known before the run: refuse a run that cannot fit
+        needed = len(grid) * y0.nbytes
+        free = available_memory()
+        if needed > budget.max_memory or (free is not None and needed > free):
+            limit = budget.max_memory if needed > budget.max_memory else free
+            raise BudgetExceeded(f"saving {len(grid)} states of {y0.size} values needs {needed / 2**20:.0f} MiB, "
+                                 f"more than {'max_memory' if limit == budget.max_memory else 'the memory available'}"
+                                 f" ({limit / 2**20:.0f} MiB): save fewer times or raise max_memory", t0, None,
+                                 "max_memory")
     mons = _monitors.check(_monitors.default(problem) if monitors is None else monitors)
     mons.update(flow.monitors())
-    requested = method
-    reason = None
+    requested, reason = method, None
     if method == "auto":
-        method, reason = choose_method(flow, x0, t_end - t0)
+        method, reason = choose_method(flow, y0, t_end - t0 if np.isfinite(t_end) else np.inf, t0=t0)
     if batch and method == "LSODA":
         raise ValueError("method='LSODA' needs a dense Jacobian and cannot run a batch; use 'BDF' or 'Radau'")
+    if np.iscomplexobj(y0) and method == "LSODA":
+        raise ValueError("LSODA cannot integrate a complex y0; use 'BDF', 'Radau' or an explicit method")
 
-    system = _System(flow, x0.shape)
-    kwargs = {"rtol": rtol, "atol": atol, "max_step": max_step}
-    if first_step is not None:
-        kwargs["first_step"] = positive(first_step, "first_step")
     use_jac = method in IMPLICIT and jacobian and getattr(flow, "jac", None) is not None
-    if use_jac:
-        kwargs["jac"] = system.jac
-    meta = {**problem.describe(), **flow.describe(), "method_requested": requested, "rtol": rtol, "atol": atol,
-            "t_start": t0, "t_end": t_end,
+    describe = problem.describe() if problem is not None else {}
+    meta = {**describe, **flow.describe(), "method_requested": requested, "rtol": rtol, "atol": atol,
+            **({"atol_rule": atol_rule} if atol_rule else {}), "t_start": t0, "t_end": t_end,
             "jacobian": "analytic" if use_jac else ("finite differences" if method in IMPLICIT else "not used"),
             "blas_threads": blas_threads, "t_eval_points": None if grid is None else len(grid),
             **({"max_step": max_step} if np.isfinite(max_step) else {}),
-            **({"first_step": kwargs["first_step"]} if "first_step" in kwargs else {}),
-            "version": package_version(), **(provenance or {})}
+            **({"first_step": first_step} if first_step is not None else {}),
+            "version": package_version(), **(provenance or {}), **plan.meta()}
     if batch:
         meta["batch_size"] = batch
 
+    def solve(solver: str, local_rtol: float, local_atol: float, times, with_events: bool, dense: bool,
+              watched: bool, split=None):
+        """One run of ``solver``: its stepping record and its right-hand side count."""
+        system = System(flow, y0.shape)
+        kwargs = {"rtol": local_rtol, "atol": local_atol, "max_step": max_step}
+        if first_step is not None:
+            kwargs["first_step"] = first_step
+        if solver in IMPLICIT and use_jac:
+            constant = getattr(flow, "constant_jac", None)
+            kwargs["jac"] = system.jac if constant is None else constant
+        bar = progress_bar(t0, t_end) if watched and progress else None
+        try:
+            # an overflow in a stage sum is not a warning but a failed solve, reported with the step where it
+            # happened
+            with blas.limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
+                run = march(METHODS[solver], system, y0.reshape(-1), t0, times[-1] if times is not None and
+                            not with_events else t_end, times, evs if with_events else [], kwargs, dense,
+                            steer=times is not None and solver != "LSODA", batch=batch, budget=budget, bar=bar,
+                            callback=callback if watched else None, shape=y0.shape, split=split)
+        finally:
+            if bar is not None:
+                bar.close()
+        return run, system.calls
+
     start = time.perf_counter()
-    # an overflow in a stage sum is not a warning but a failed solve, reported with the step where it happened
-    with blas.limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
-        run = _march(METHODS[method], system, x0.reshape(-1), t0, t_end, grid, evs, kwargs,
-                     dense_output, steer=grid is not None and method != "LSODA", batch=batch)
+    local_rtol, local_atol = rtol, atol
+    for attempt in range(1, GUARANTEE_ATTEMPTS + 1):
+        run, calls = solve(method, local_rtol, local_atol, grid, True, dense_output, True)
+        if run.failure is not None or run.budget is not None or not (error_estimate or guarantee):
+            break
+        reference = _reference(solve, method, run, local_rtol, local_atol, batch)
+        allowed = rtol * _norms(np.asarray(run.ys), batch) + atol * np.sqrt(y0.size // (batch or 1))
+        worst = float(np.max(reference["estimate"] / allowed)) if run.ys else 0.0
+        if not guarantee or worst <= 1.0:
+            break
+        if attempt == GUARANTEE_ATTEMPTS or local_rtol / (2 * worst) < 4 * SCIPY_MIN_RTOL:
+            raise ToleranceNotMet(f"guarantee: after {attempt} solves (local rtol {local_rtol:.3g}) the estimated "
+                                  f"error is {worst:.3g}× the promised rtol·‖x‖ + atol·√dim", reference["estimate"])
+        # the global error scales about like the local tolerance: tighten by the factor missed, and a margin
+        local_rtol, local_atol = local_rtol / (2 * worst), local_atol / (2 * worst)
+    meta.update(rtol=run.rtol, atol=run.atol)
+    if guarantee:
+        meta.update(guarantee=True, rtol_requested=rtol, atol_requested=atol, solves=attempt)
     stats = SolverStats(method=method, method_reason=reason, nfev=run.nfev, njev=run.njev, nlu=run.nlu,
-                        rhs_calls=system.calls, steps=run.n_steps, t_reached=run.t_reached,
+                        rhs_calls=calls, steps=run.n_steps, t_reached=run.t_reached,
                         stopped_at=run.stopped_at, wall_time=time.perf_counter() - start)
-    events = {k: tuple(map(float, v)) for k, v in run.event_times.items()}
     dense = None
-    if dense_output and run.interpolants and run.failure is None:
-        dense = _Dense(OdeSolution(run.step_ts, run.interpolants))
-    results = _results(problem, run, mons, dense, meta, batch, flow, stats, events)
+    if dense_output and run.failure is None and (run.interpolants or t_end == t0):
+        dense = Dense(OdeSolution(run.step_ts, run.interpolants) if run.interpolants else Constant(y0.reshape(-1)))
+    accuracy = reference if (error_estimate or guarantee) and run.failure is None and run.budget is None else None
+    with blas.limit(blas_threads):  # the monitors: the same small products as the solve, under the same limit
+        results = _results(problem, layout, run, mons, dense, meta, batch, flow, stats, accuracy)
+    if run.budget is not None:
+        raise BudgetExceeded(f"{method} stopped at t = {run.t_reached:.9g} of t1 = {t_end:g}: budget {run.budget}",
+                             run.t_reached, results, run.budget.split(":")[0])
     if run.failure is not None:
-        raise IntegrationError(f"{method} failed at t = {run.t_reached:.9g} of t_end = {t_end:g}: {run.failure}",
+        raise IntegrationError(f"{method} failed at t = {run.t_reached:.9g} of t1 = {t_end:g}: {run.failure}",
                                run.t_reached, results)
     return results
 
 
-def _march(solver_class, system, y0, t0, t_end, grid, evs, kwargs, dense_output, steer, batch) -> _Steps:
-    """The stepping loop: save states (on the grid or at every step), locate events, stop on failure."""
-    run = _Steps()
-    next_i = 1 if grid is not None and grid[0] == t0 else 0
-    bound = grid[next_i] if steer and next_i < len(grid) else t_end
-    if "first_step" in kwargs:  # scipy refuses a first step beyond the (first) bound
-        kwargs = {**kwargs, "first_step": min(kwargs["first_step"], bound - t0)}
-    if solver_class in IN_PLACE:
-        solver = IN_PLACE[solver_class](system, t0, y0, bound, into=system.into, batch=batch, **kwargs)
-    else:
-        solver = solver_class(system, t0, y0, bound, **kwargs)
-    if grid is None or grid[0] == t0:
-        run.ts.append(t0)
-        run.ys.append(y0.copy())
-    run.step_ts.append(t0)
-    g_old = [float(ev.fun(t0, y0)) for ev in evs]
-    run.event_times = {ev.key: [] for ev in evs}
-    need_sol = dense_output or bool(evs) or (grid is not None and not steer)
-    track_members = batch is not None and solver_class in IN_PLACE
-    # the in-place steppers make a fresh y each step and never write it again: keep it, not a copy
-    keep = (lambda y: y) if solver_class in IN_PLACE else np.copy
-    if track_members:
-        run.member_error = np.zeros(batch)
+def default_atol(problem, y0, rtol: float) -> tuple[float, str]:
+    """The default absolute tolerance: 1e-3·rtol × the smallest scale of the state's entries the run
+    passes through, and the rule in words (recorded in ``meta["atol_rule"]``).
 
-    while True:
-        message = solver.step()
-        if solver.status == "failed":
-            run.failure = message
-            break
-        t_old, t_new, y_new = solver.t_old, solver.t, solver.y
-        if not np.isfinite(y_new).all():  # an overflow the error estimate cannot see (inf / inf scale)
-            run.failure = f"the state became non-finite in the step from t = {t_old:.9g} to {t_new:.9g}"
-            run.t_finite = t_old
-            break
-        run.n_steps += 1
-        sol = solver.dense_output() if need_sol else None
-        if sol is not None and dense_output:
-            run.step_ts.append(t_new)
-            run.interpolants.append(sol)
-        if track_members:
-            np.maximum(run.member_error, solver.member_error, out=run.member_error)
-
-        t_stop = t_new
-        for j, ev in enumerate(evs):
-            g_new = float(ev.fun(t_new, y_new))
-            if (g_old[j] < 0 <= g_new and ev.direction >= 0) or (g_old[j] > 0 >= g_new and ev.direction <= 0):
-                root = t_new if g_new == 0 else brentq(lambda s: ev.fun(s, sol(s)), t_old, t_new,
-                                                       xtol=4 * np.finfo(float).eps * abs(t_new))
-                run.event_times[ev.key].append(root)
-                if ev.terminal:
-                    run.stopped_at = t_stop = min(t_stop, root)
-            g_old[j] = g_new
-
-        if grid is None:
-            run.ts.append(t_stop)
-            run.ys.append(keep(y_new) if t_stop == t_new else sol(t_stop))
-        else:
-            while next_i < len(grid) and grid[next_i] <= t_stop:
-                run.ts.append(grid[next_i])
-                run.ys.append(keep(y_new) if grid[next_i] == t_new else sol(grid[next_i]))
-                next_i += 1
-        if run.stopped_at is not None or (solver.status == "finished" and t_new >= t_end):
-            break
-        if steer and solver.status == "finished":
-            solver.t_bound = grid[next_i] if next_i < len(grid) else t_end
-            solver.status = "running"
-
-    if run.stopped_at is not None and run.interpolants:
-        run.step_ts[-1] = run.stopped_at
-    run.nfev, run.njev, run.nlu = int(solver.nfev), int(solver.njev), int(solver.nlu)
-    run.t_reached = float(solver.t if run.t_finite is None else run.t_finite)
-    return run
+    The scale is the RMS of the initial entries (the smallest member's, for a batch); for a
+    factorization-type problem also √(σ_r/k), the entry size of a learned mode, when that is smaller.
+    A fixed atol is relative to nothing: 1e-10 against entries of 1e-3 (a small initialization) is
+    a relative 1e-7, and the global error of a solve at rtol 1e-8 then reached 546× rtol.
+    """
+    y = np.abs(np.atleast_2d(y0))
+    scale = float(np.min(np.sqrt(np.mean(y ** 2, axis=-1))))
+    rule = "1e-3 * rtol * RMS of the initial entries"
+    if hasattr(problem, "target") and hasattr(problem, "width"):
+        learned = float(np.sqrt(problem.target.sigma[-1] / problem.width))
+        if learned < scale or scale == 0.0:
+            scale, rule = learned, "1e-3 * rtol * sqrt(sigma_r / width)"
+    if scale == 0.0 or not np.isfinite(scale):
+        return 1e-12 * rtol, "1e-12 * rtol (the initial state is zero)"
+    return 1e-3 * rtol * scale, rule
 
 
-class _Dense:
-    """Adapts scipy's OdeSolution to time-first output, (dim,) or (T, dim), for one batch member."""
-
-    def __init__(self, sol: OdeSolution, member: slice = slice(None)):
-        self.sol, self.member = sol, member
-
-    def __call__(self, t):
-        out = self.sol(t)[self.member]
-        return out.T if np.ndim(t) else out
-
-    def __getitem__(self, member: slice) -> "_Dense":
-        return _Dense(self.sol, member)
+def _norms(states: np.ndarray, batch) -> np.ndarray:
+    """‖x(tᵢ)‖₂ of saved states (T, n): shape (T,), or (T, B), member by member, for a batch."""
+    norms = np.linalg.norm(states.reshape(len(states), batch or 1, -1), axis=-1)
+    return norms if batch else norms[:, 0]
 
 
-def _results(problem, run: _Steps, mons, dense, meta, batch, flow, stats: SolverStats, events):
+def _reference(solve, method: str, run: Steps, local_rtol: float, local_atol: float, batch) -> dict:
+    """The second solve on the saved times at tighter tolerances, and the distance to it."""
+    if not run.ys:  # nothing saved (every output time came after a terminal event): nothing to estimate
+        return {"estimate": np.zeros((0, batch) if batch else 0), "how": "reference", "reference": np.zeros((0, 0))}
+    solver = method if method in IMPLICIT else "DOP853"  # a stiff flow keeps its implicit method
+    ref_rtol = max(local_rtol / REFERENCE_TIGHTER, SCIPY_MIN_RTOL)
+    ref_atol = local_atol * ref_rtol / local_rtol
+    times = np.asarray(run.ts, dtype=float)
+    # the intervals the solve crossed in one step, steered by its output times (or all, when it saved every
+    # step): there the reference must step more finely than the solve, or it repeats its step
+    one_step = np.ones(len(times), dtype=bool)
+    if run.steps_per_interval and len(run.steps_per_interval) >= len(times) - 1:
+        counts = np.asarray(run.steps_per_interval[-(len(times) - 1):]) if len(times) > 1 else np.zeros(0)
+        one_step[1:] = counts <= 1
+    ref, calls = solve(solver, ref_rtol, ref_atol, times, False, False, False, split=one_step)
+    if ref.failure is not None or ref.budget is not None:
+        raise IntegrationError(f"the reference solve of the error estimate ({solver} at rtol {ref_rtol:.3g}) "
+                               f"failed at t = {ref.t_reached:.9g}: {ref.failure or ref.budget}", ref.t_reached, None)
+    states, ref_states = np.asarray(run.ys), np.asarray(ref.ys)
+    return {"estimate": _norms(states - ref_states, batch), "how": "reference", "reference": ref_states,
+            "reference_method": solver, "reference_rtol": ref_rtol, "reference_atol": ref_atol,
+            "cost": calls / max(run.nfev, 1)}
+
+
+def _results(problem, layout, run: Steps, mons, dense, meta, batch, flow, stats: SolverStats, accuracy):
     t = np.asarray(run.ts, dtype=float)
-    record = dict(meta=meta, dynamics=getattr(flow, "dynamics", None), events=events)
+    dim = sum(a * b for _, (a, b) in layout)
+    record = dict(meta=meta, dynamics=getattr(flow, "dynamics", None),
+                  events={k: tuple(v) for k, v in run.events.times.items()},
+                  event_states=run.events.states_array(dim))
+    dtype = np.result_type(*run.ys) if run.ys else float
+
+    def member_accuracy(b):
+        if accuracy is None:
+            return None
+        estimate = accuracy["estimate"] if b is None else accuracy["estimate"][:, b]
+        reference = accuracy["reference"].reshape(len(t), -1)
+        reference = reference if b is None else reference[:, b * dim:(b + 1) * dim]
+        return Accuracy(**{**accuracy, "estimate": np.asarray(estimate), "reference": reference})
+
     if not batch:
-        return _trajectory(problem, t, np.asarray(run.ys, dtype=float).reshape(len(t), -1), mons, dense, stats,
-                           record)
-    dim = problem.dim
-    states = np.empty((batch, len(t), dim))  # member-major, so each member's states are one block
+        states = np.asarray(run.ys, dtype=dtype).reshape(len(t), dim)
+        return _trajectory(layout, t, states, mons, dense, stats, {**record, "accuracy": member_accuracy(None)})
+    states = np.empty((batch, len(t), dim), dtype=dtype)  # member-major, so each member's states are one block
     for i, y in enumerate(run.ys):
         states[:, i] = y.reshape(batch, dim)
     out = []
     for b in range(batch):
         member_stats = stats if run.member_error is None else stats.replace(member_error=float(run.member_error[b]))
         member = slice(b * dim, (b + 1) * dim)
-        out.append(_trajectory(problem, t, states[b], mons, dense[member] if dense else None, member_stats,
-                               {**record, "meta": {**meta, "member": b}}))
+        out.append(_trajectory(layout, t, states[b], mons, dense[member] if dense else None, member_stats,
+                               {**record, "meta": {**meta, "member": b}, "accuracy": member_accuracy(b)}))
     return out
 
 
-def _trajectory(problem, t, x, mons, dense, stats: SolverStats, record: dict) -> Trajectory:
+def _trajectory(layout, t, x, mons, dense, stats: SolverStats, record: dict) -> Trajectory:
     start = time.perf_counter()
     values = _monitors.evaluate(mons, t, x)
-    return Trajectory(t=t, x=np.ascontiguousarray(x), layout=problem.layout, monitors=values, dense=dense,
+    return Trajectory(t=t, x=np.ascontiguousarray(x), layout=layout, monitors=values, dense=dense,
                       stats=stats.replace(monitor_time=time.perf_counter() - start), **record)

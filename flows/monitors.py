@@ -51,8 +51,22 @@ def singular_values(problem) -> Monitor:
     return fn
 
 
+def state_norm(t, x) -> float:
+    """‖x‖₂, the monitor of a plain ODE (which has no loss)."""
+    return float(np.linalg.norm(x))
+
+
 def default(problem) -> dict[str, Monitor]:
-    """loss, grad_norm, imbalance_fro, distance and singular_values, bound to ``problem``."""
+    """The standard monitors of ``problem``.
+
+    A factorization-type problem (with ``factors`` and a ``target``): loss, grad_norm, imbalance_fro,
+    distance and singular_values. Any other :class:`~pgflow.flows.base.Problem`: loss and grad_norm.
+    No problem (a plain ODE, ``problem=None``): ``state_norm`` = ‖y‖₂.
+    """
+    if problem is None:
+        return {"state_norm": state_norm}
+    if not (hasattr(problem, "factors") and hasattr(problem, "target")):
+        return {"loss": loss(problem), "grad_norm": grad_norm(problem)}
     return {"loss": loss(problem), "grad_norm": grad_norm(problem), "imbalance_fro": imbalance_fro(problem),
             "distance": distance(problem), "singular_values": singular_values(problem)}
 

@@ -20,6 +20,8 @@ allowed everywhere:
 ``subset(indices) -> operator``
     The operator on some measurements, rescaled by √(p/b) so that it stays unbiased (mini-batches).
 ``measure(target, noise=0.0, seed=None) -> (y, ξ)``, ``describe() -> dict``
+    Measurements y = 𝒜(X*) + ξ of a target with seeded Gaussian noise ξ, and the operator's
+    description (for provenance).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ Perturbation protocol (every model below follows it; :class:`Perturbation` holds
     the state x_start there. :func:`pgflow.flows.piecewise.integrate_piecewise` restarts the solver
     at every breakpoint so that no Runge–Kutta stage straddles a jump.
 ``describe() -> dict``
+    The model's description (for provenance).
 """
 
 from __future__ import annotations

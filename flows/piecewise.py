@@ -9,14 +9,19 @@ exactly that), so :func:`integrate_piecewise` restarts the solver at every break
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .checks import time_grid
-from .integration import IntegrationError, integrate
-from .trajectory import SolverStats, Trajectory
+from .checks import renamed, time_grid
+from .integration import IMPLICIT, REFERENCE_TIGHTER, IntegrationError, default_atol, integrate
+from .ode import parse_span
+from .stepping import SCIPY_MIN_RTOL
+from .trajectory import Accuracy, SolverStats, Trajectory
 
 
-def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=None, events=(),
+@renamed(t_end="t_span", t_start="t_span")
+def integrate_piecewise(flow, x0, t_span, *, t_eval=None, events=(), error_estimate: bool = False,
                         **kwargs) -> Trajectory:
     """:func:`pgflow.flows.integration.integrate` restarted at each breakpoint of the flow's perturbation.
 
@@ -27,15 +32,22 @@ def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=
     Parameters
     ----------
     flow : PerturbedGradientFlow
-    x0, t_end, t_start, events
-        As for :func:`pgflow.flows.integration.integrate`; events are searched on every piece.
+    x0, t_span, events
+        As for :func:`pgflow.flows.integration.integrate` (forward in time); events are searched on every
+        piece (a ``terminal`` count counts the occurrences of one piece).
     t_eval : array_like, optional
         Times to save (default: every solver step); piece ends are integrated to but not saved
         unless requested. A state saved on a breakpoint belongs to the piece that ends there, so
         its "perturbation_norm" is that piece's E (the left limit).
+    error_estimate : bool
+        Estimate every saved state's error from a second piecewise run on the saved times at
+        tighter tolerances (as :func:`pgflow.flows.integration.integrate` does, each piece starting
+        from the second run's own state, so that the estimate is of the global error), with steps
+        no longer than half the smallest output interval of the piece. ``guarantee`` is not
+        available piecewise.
     **kwargs
         Passed to :func:`pgflow.flows.integration.integrate` for every piece (method, rtol, atol, monitors,
-        first_step, ...).
+        budgets, ...); ``first_step`` is the first step of each piece, at most the piece's length.
 
     Returns
     -------
@@ -43,7 +55,33 @@ def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=
         ``stats`` sums the solver statistics over the pieces, ``meta["pieces"]`` records their
         number, ``dynamics`` is the whole flow's, and ``dense`` covers all of them.
     """
-    t0, t1 = float(t_start), float(t_end)
+    t0, t1 = parse_span(t_span)
+    if not t1 > t0:
+        raise ValueError(f"t_span must run forward for a piecewise flow, got ({t0}, {t1})")
+    if kwargs.get("guarantee"):
+        raise ValueError("guarantee=True is not available for integrate_piecewise: use error_estimate=True and "
+                         "tighten rtol until the estimate is small enough")
+    if kwargs.get("atol") is None:  # one default for every piece, from the initial state
+        kwargs["atol"] = default_atol(flow.problem, x0, kwargs.get("rtol", 1e-8))[0]
+    run = _pieces(flow, x0, t0, t1, t_eval, events, kwargs)
+    if not error_estimate or run.t.size == 0:
+        return run
+    method = run.stats.method if run.stats.method in IMPLICIT else "DOP853"
+    rtol, atol = kwargs.get("rtol", 1e-8), kwargs["atol"]
+    spacing = np.diff(run.t)
+    reference = _pieces(flow, x0, t0, float(run.t[-1]), run.t, (), {
+        **kwargs, "method": method, "rtol": max(rtol / REFERENCE_TIGHTER, SCIPY_MIN_RTOL),
+        "atol": atol / REFERENCE_TIGHTER, "monitors": {},
+        "max_step": min(kwargs.get("max_step", np.inf), 0.5 * spacing.min() if spacing.size else np.inf)})
+    estimate = np.linalg.norm(run.x - reference.x, axis=-1)
+    accuracy = Accuracy(estimate=estimate, how="reference", reference=reference.x, reference_method=method,
+                        reference_rtol=reference.meta["rtol"], reference_atol=reference.meta["atol"],
+                        cost=reference.stats.rhs_calls / max(1, run.stats.rhs_calls))
+    return dataclasses.replace(run, accuracy=accuracy)
+
+
+def _pieces(flow, x0, t0: float, t1: float, t_eval, events, kwargs) -> Trajectory:
+    """The run over [t0, t1], restarted at every breakpoint of the perturbation."""
     breaks = np.asarray(flow.perturbation.breakpoints(t0, t1), dtype=float)
     edges = np.concatenate([[t0], breaks, [t1]])
     grid = time_grid(t_eval, t0, t1)
@@ -54,7 +92,10 @@ def integrate_piecewise(flow, x0, t_end: float, *, t_start: float = 0.0, t_eval=
             inside = grid[(grid > a) & (grid < b)] if i else grid[(grid >= a) & (grid < b)]
             sub_eval = np.append(inside, b)
         try:
-            part = integrate(flow.piece(a, x), x, b, t_start=a, t_eval=sub_eval, events=events, **kwargs)
+            options = dict(kwargs)
+            if options.get("first_step") is not None:
+                options["first_step"] = min(options["first_step"], b - a)
+            part = integrate(flow.piece(a, x), x, (a, b), t_eval=sub_eval, events=events, **options)
         except IntegrationError as exc:
             raise IntegrationError(f"{exc} (piece {i + 1} of {len(edges) - 1}, [{a:g}, {b:g}], of the run to "
                                    f"t_end = {t1:g})", exc.t_reached,
@@ -80,11 +121,13 @@ def _join(parts: list[Trajectory], grid, t0: float, t1: float, flow) -> Trajecto
                 for name in parts[0].monitors}
     meta = {**parts[-1].meta, **flow.describe(), "t_start": t0, "t_end": t1, "pieces": len(parts)}
     events = {key: tuple(s for p in parts for s in p.events.get(key, ())) for key in parts[0].events}
+    event_states = {key: np.concatenate([p.event_states[key] for p in parts]) for key in parts[0].event_states}
     dense = None
     if all(p.dense is not None for p in parts):
         dense = _PiecewiseDense(np.array([p.meta["t_start"] for p in parts]), [p.dense for p in parts])
     return Trajectory(t=t, x=x, layout=parts[0].layout, monitors=monitors, meta=meta, dynamics=flow.dynamics,
-                      stats=SolverStats.combined(p.stats for p in parts), events=events, dense=dense)
+                      stats=SolverStats.combined(p.stats for p in parts), events=events, event_states=event_states,
+                      dense=dense)
 
 
 class _PiecewiseDense:

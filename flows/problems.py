@@ -4,8 +4,9 @@ The state is one flat float64 vector ``x`` (scipy's ODE solvers need it). Only t
 unpacks it; the factors it returns are reshaped *views* of ``x``. Every method also accepts a batch
 of states ``x`` of shape (B, dim) and then returns batched results.
 
-Shared protocol (what :func:`pgflow.flows.integrate`, :func:`pgflow.flows.gradient_descent`, the monitors and the
-analysis layer rely on):
+Factored problems follow the problem protocol of :class:`pgflow.flows.base.Problem` and add (what
+:func:`pgflow.flows.integrate`, :func:`pgflow.flows.gradient_descent`, the monitors and the analysis
+layer rely on):
 
 ``dim``, ``width``, ``target``, ``layout``
     State size, factor width k, the target Σ, and ((name, shape), ...) of the factors in ``x``.
@@ -23,6 +24,7 @@ import threading
 
 import numpy as np
 
+from .base import TRUSTED, Problem
 from .checks import as_float_array, positive_int
 from .targets import LowRankTarget, as_target
 
@@ -104,8 +106,9 @@ def factor_gradient(Wa, Wb, B, Mb, out, negate: bool = False):
 
 
 def negative_grad(problem, x, out=None):
-    """−∇f(x) into ``out``: the problem's own ``negative_grad`` if it has one (no negation pass), else
-    its ``grad``, negated in place."""
+    """−∇f(x) into ``out``: the problem's ``negative_grad`` (a :class:`~pgflow.flows.base.Problem`
+    always has one, trusted only for its own ``grad``), else ``grad`` negated in place (a duck-typed
+    problem)."""
     if hasattr(problem, "negative_grad"):
         return problem.negative_grad(x, out=out)
     out = problem.grad(x, out=out)
@@ -117,7 +120,7 @@ def negative_grad(problem, x, out=None):
 WORKSPACES_PER_THREAD = 4
 
 
-class FactoredProblem:
+class FactoredProblem(Problem):
     """Packing of named factor blocks into one flat state; subclasses supply the calculus.
 
     Subclasses assign ``layout`` once, ((name, (rows, cols)), ...); the slices are cached then,
@@ -185,13 +188,6 @@ class FactoredProblem:
         check to report), not as an input error."""
         return np.concatenate([F.reshape(F.shape[:-2] + (-1,)) for F in factors], axis=-1)
 
-    def check_state(self, x, name: str = "x0") -> np.ndarray:
-        """A finite float64 copy of a state of shape (dim,) or (B, dim); else a clear error."""
-        x = as_float_array(x, name)
-        if x.ndim not in (1, 2) or x.shape[-1] != self.dim:
-            raise ValueError(f"{name} must have shape ({self.dim},) or (B, {self.dim}), got {x.shape}")
-        return x.copy()
-
     def grad(self, x, out=None):
         """∇f at x (shape (dim,) or (B, dim)), written into ``out`` (same shape) if given.
 
@@ -245,26 +241,6 @@ class FactoredProblem:
             del cache[next(iter(cache))]  # the oldest
         cache[key] = self.target, target_workspace(self.target, self.width, B, stacked)
         return cache[key][1]
-
-    # What one block gradient costs, as a fraction of a full gradient evaluation (GD's nfev counts it)
-    PARTIAL_GRAD_COST = 1.0
-
-    def partial_grad(self, x, block: str, out=None):
-        """∇f with respect to one factor block (``"U"``, ``"V"``, ...), shape of that block (batched).
-
-        Alternating GD takes one block at a time. This default evaluates the whole gradient and
-        returns the block's part (costing a full gradient: ``PARTIAL_GRAD_COST`` = 1); a problem
-        that can compute one block alone overrides it.
-        """
-        names = [name for name, _ in self.layout]
-        if block not in names:
-            raise ValueError(f"block must be one of {names}, got {block!r}")
-        G = self.unpack(self.grad(x))
-        G = G[names.index(block)] if len(names) > 1 else G
-        if out is None:
-            return G
-        out[...] = G
-        return out
 
     def __getstate__(self):
         return {key: value for key, value in self.__dict__.items() if key != "_work"}
@@ -413,6 +389,18 @@ class MatrixFactorization(FactoredProblem):
         HV = dV @ (U.mT @ U) + V @ (dU.mT @ U) + V @ (U.mT @ dU) - self.target.transpose_times(dU)
         return self.join(HU, HV)
 
+    def third_derivative(self, x, a, b):
+        """∇³f[a, b]: the derivative of ∇²f·a along b, constant in Σ (f is a quartic polynomial).
+
+        With a = (A_U, A_V) and b = (B_U, B_V),
+        T_U = A_U(B_VᵀV + VᵀB_V) + B_U(A_VᵀV + VᵀA_V) + U(A_VᵀB_V + B_VᵀA_V),
+        T_V = A_V(B_UᵀU + UᵀB_U) + B_V(A_UᵀU + UᵀA_U) + V(A_UᵀB_U + B_UᵀA_U).
+        """
+        U, V = self.unpack(x)
+        AU, AV = self.unpack(np.asarray(a, dtype=float))
+        BU, BV = self.unpack(np.asarray(b, dtype=float))
+        return self.join(_third_block(U, V, AU, AV, BU, BV), _third_block(V, U, AV, AU, BV, BU))
+
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f, shape (dim, dim), assembled from Kronecker blocks.
 
@@ -426,6 +414,14 @@ class MatrixFactorization(FactoredProblem):
         H_UV = np.einsum("ib,ja->iajb", U, V).reshape(m * k, n * k)
         H = np.block([[np.kron(np.eye(m), V.T @ V), H_UV], [H_UV.T, np.kron(np.eye(n), U.T @ U)]])
         return couple_residual(H, U @ V.T - self.target.dense(), k)
+
+
+def _third_block(U, V, AU, AV, BU, BV):
+    """The U block of ∇³f[a, b] for f = ½‖UVᵀ − Σ‖²: the derivative along b of
+    (A_UVᵀ + UA_Vᵀ)V + (UVᵀ − Σ)A_V, i.e.
+    A_U(B_VᵀV + VᵀB_V) + B_U(A_VᵀV + VᵀA_V) + U(A_VᵀB_V + B_VᵀA_V); the V block swaps the roles."""
+    return (AU @ (BV.mT @ V + V.mT @ BV) + BU @ (AV.mT @ V + V.mT @ AV)
+            + U @ (AV.mT @ BV + BV.mT @ AV))
 
 
 class SymmetricFactorization(FactoredProblem):
@@ -499,6 +495,13 @@ class SymmetricFactorization(FactoredProblem):
         H = D @ (X.mT @ X) + X @ (D.mT @ X) + X @ (X.mT @ D) - self.target.times(D)
         return self.join(H)
 
+    def third_derivative(self, x, a, b):
+        """∇³f[a, b] = A(BᵀX + XᵀB) + B(AᵀX + XᵀA) + X(AᵀB + BᵀA), the derivative of ∇²f·a along b."""
+        X = self.unpack(x)
+        A = self.unpack(np.asarray(a, dtype=float))
+        B = self.unpack(np.asarray(b, dtype=float))
+        return self.join(_third_block(X, X, A, A, B, B))
+
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f: I ⊗ XᵀX + [X_ib X_ja] + (XXᵀ − M) ⊗ I."""
         X = self.unpack(np.asarray(x, dtype=float))
@@ -507,3 +510,6 @@ class SymmetricFactorization(FactoredProblem):
         m, k = X.shape
         return (np.kron(np.eye(m), X.T @ X) + np.einsum("ib,ja->iajb", X, X).reshape(m * k, m * k)
                 + np.kron(X @ X.T - self.target.dense(), np.eye(k)))
+
+
+TRUSTED.update({MatrixFactorization, SymmetricFactorization})  # their derivatives are tested, not re-checked

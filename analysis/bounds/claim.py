@@ -14,6 +14,7 @@ from sympy import MatrixExpr
 
 from ...flows.checks import renamed
 from .. import symbolic as S
+from ..symbolic.parsing import as_sympy
 from .language import FUNCTIONS, ClaimError, parse_claim, parse_expression, vocabulary
 
 
@@ -47,6 +48,12 @@ class Claim:
         Where the claim comes from.
     quantities : mapping of str -> str
         Extra named quantities (expressions in the claim language) the statement may use.
+    assume : str, sequence of str, or mapping of dynamics -> (str or sequence of str)
+        Hypotheses: comparisons in the claim language (``"eta * norm(V)**2 <= 2"``,
+        ``"initial(fro(U)) <= 0.1"``). The claim is stated, and checked, only on the saved states
+        where every hypothesis holds; the others are reported as excluded. A hypothesis about the
+        start is written with ``initial(...)``. A mapping states hypotheses for some dynamics only
+        (``{"gd": "eta * norm(V)**2 <= 2"}``: the step-size condition of a GD statement).
 
     Raises
     ------
@@ -70,6 +77,7 @@ class Claim:
     expect: bool = True
     description: str = ""
     quantities: Mapping = field(default_factory=dict)
+    assume: tuple = ()
 
     def __post_init__(self):
         label = self.name or (self.statement if isinstance(self.statement, str) else "")
@@ -114,12 +122,14 @@ class Claim:
             lhs, op, rhs, text = parse_claim(self.statement, names, label)
         else:
             lhs, op, rhs, text = _from_relational(self.statement, names, label)
+        assume, hypotheses = _hypotheses(self.assume, names, label)
+        object.__setattr__(self, "assume", assume)
         allowed, _ = parse_expression(self.allowance, names, f"{label}: allowance") \
-            if isinstance(self.allowance, str) else (sp.sympify(self.allowance), None)
+            if isinstance(self.allowance, str) else (as_sympy(self.allowance, "allowance"), None)
         if isinstance(allowed, MatrixExpr):
             raise ClaimError(f"allowance must be a scalar, got a {S.format_shape(allowed.shape)} matrix",
                              self.allowance, name=label)
-        object.__setattr__(self, "_parsed", (lhs, op, rhs, allowed, text))
+        object.__setattr__(self, "_parsed", (lhs, op, rhs, allowed, text, hypotheses))
 
     @property
     def lhs(self):
@@ -138,6 +148,15 @@ class Claim:
         return self._parsed[3]
 
     @property
+    def hypotheses(self) -> tuple:
+        """The parsed ``assume`` comparisons: tuples (dynamics or None, lhs, op, rhs), sympy scalar sides."""
+        return self._parsed[5]
+
+    def hypotheses_for(self, dynamics: str) -> tuple:
+        """The hypotheses (lhs, op, rhs) that apply on runs of ``dynamics``."""
+        return tuple((a, op, b) for d, a, op, b in self.hypotheses if d is None or d == dynamics)
+
+    @property
     def text(self) -> str:
         """The statement, whitespace normalized."""
         return self._parsed[4]
@@ -153,6 +172,27 @@ class Claim:
             raise ClaimError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not parameters of this "
                              f"claim; its parameters: {sorted(self.params) or 'none'}", name=self.label)
         return replace(self, params={**self.params, **values})
+
+
+def _as_texts(value, label: str) -> tuple:
+    texts = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(a, str) for a in texts):
+        raise ClaimError(f"assume must hold comparison strings, got {value!r}", name=label)
+    return texts
+
+
+def _hypotheses(assume, names: dict, label: str):
+    """(normalized assume, parsed hypotheses (dynamics or None, lhs, op, rhs))."""
+    if isinstance(assume, Mapping):
+        bad = [d for d in assume if d not in S.DYNAMICS]
+        if bad:
+            raise ClaimError(f"assume: dynamics must be among {S.DYNAMICS}, got {bad}", name=label)
+        normalized = types.MappingProxyType({d: _as_texts(v, label) for d, v in assume.items()})
+        pairs = [(d, text) for d, texts in normalized.items() for text in texts]
+    else:
+        normalized = _as_texts(assume, label)
+        pairs = [(None, text) for text in normalized]
+    return normalized, tuple((d, *parse_claim(text, names, f"{label}: assume")[:3]) for d, text in pairs)
 
 
 def _from_relational(rel, names: dict, label: str):

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ...flows.descent import number_of_steps
+from ...flows.descent import DivergenceError, number_of_steps
 from .. import claims, setups
 from ..config import check_keys, read_toml
 from .claim import Claim
@@ -27,19 +27,25 @@ ENSEMBLE_DEFAULTS = {
     "t_end": 10.0, "n_save": 101, "method": "DOP853", "rtol": 1e-10, "atol": 1e-12,
     "dynamics": ["gf", "gd", "pgf_residual"], "step_size": None,
     "rho": 0.1, "xi0": 0.01, "perturbation_interval": 0.25, "perturbation_norm": "op",
+    "x0": None, "x0_file": None,
 }
 """Ensemble defaults (field names of :data:`pgflow.analysis.setups.FIELDS`, plus:)
 
 ``init_seeds``: a count N (seeds 0..N−1) or a list of seeds; each seeds one initial state and that
 run's perturbation. ``n_save``: saved states per run (t_eval = linspace(0, t_end, n_save); GD saves
 every n_steps/(n_save − 1) steps). ``dynamics``: a list of names of :data:`pgflow.analysis.setups.DYNAMICS`.
-``step_size``: η for GD and the modified flow, dividing t_end (default: the largest such η ≤ 1/(5σ₁))."""
+``step_size``: η for GD and the modified flow, dividing t_end (default: the largest such η ≤ 1/(5σ₁)).
+``x0``: explicit initial state(s) instead of ``init``/``scale``: one flat state (a list of dim
+numbers, U then V row by row, as ``problem.pack``) or a list of them; ``x0_file``: the same from a
+``.npy`` file, shape (dim,) or (N, dim) (a relative path is relative to the claim file). With
+explicit states, ``init_seeds`` (default 0, 1, …) seeds only each run's perturbation; this is how
+:func:`pgflow.analysis.bounds.falsify` writes a counterexample that ``pgflow check`` reruns."""
 
 RENAMED = {**setups.RENAMED, "seeds": "init_seeds", "perturbation": "rho, xi0, perturbation_interval and "
            "perturbation_norm (directly in [ensemble])"}
 
 _CLAIM_FIELDS = {"statement", "name", "allowance", "rel_allowance", "params", "dynamics", "expect", "description",
-                 "quantities"}
+                 "quantities", "assume"}
 
 
 def ensemble_config(ensemble: dict) -> dict:
@@ -54,13 +60,16 @@ def ensemble_config(ensemble: dict) -> dict:
     return config
 
 
-def ensemble_runs(ensemble: dict | None = None) -> list[Run]:
+def ensemble_runs(ensemble: dict | None = None, *, monitors: dict | None = None) -> list[Run]:
     """The runs of an ensemble: every init seed × every dynamics, on one random factorization target.
 
     Parameters
     ----------
     ensemble : dict, optional
         Keys of :data:`ENSEMBLE_DEFAULTS`.
+    monitors : dict, optional
+        Monitors recorded on the trajectories (default: :func:`pgflow.flows.monitors.default`); claims
+        do not read them, so ``{}`` saves their cost.
 
     Returns
     -------
@@ -75,7 +84,14 @@ def ensemble_runs(ensemble: dict | None = None) -> list[Run]:
                                                 "scale", "t_end", "method", "rtol", "atol", "rho", "xi0",
                                                 "perturbation_interval", "perturbation_norm")})
     problem = setups.build_problem(base)
-    seeds = list(range(c["init_seeds"])) if isinstance(c["init_seeds"], int) else list(c["init_seeds"])
+    states = explicit_states(c, problem)
+    if states is not None and "init_seeds" not in (ensemble or {}):
+        seeds = list(range(len(states)))
+    else:
+        seeds = list(range(c["init_seeds"])) if isinstance(c["init_seeds"], int) else list(c["init_seeds"])
+    if states is not None and len(seeds) != len(states):
+        raise ValueError(f"[ensemble] init_seeds gives {len(seeds)} seed(s) for {len(states)} explicit initial "
+                         f"state(s) in x0: give one seed per state")
     if c["step_size"] is None:  # the largest η ≤ 1/(5σ₁) that reaches t_end in whole steps
         eta = c["t_end"] / math.ceil(5 * float(problem.target.sigma[0]) * c["t_end"])
     else:
@@ -83,21 +99,63 @@ def ensemble_runs(ensemble: dict | None = None) -> list[Run]:
     n_steps = number_of_steps(eta, c["t_end"], "step_size")
     grid = np.linspace(0.0, c["t_end"], c["n_save"])
     runs = []
-    for s in seeds:
+    for j, s in enumerate(seeds):
         provenance = {"seed": s}
         for dynamics in c["dynamics"]:
             setup = {**base, "init_seed": s, "perturbation_seed": s, "dynamics": dynamics, "step_size": eta,
                      "save_every": max(1, n_steps // (c["n_save"] - 1))}
-            x0 = setups.initial_state(problem, setup)
+            x0 = setups.initial_state(problem, setup) if states is None else states[j]
             label = f"{dynamics} seed {s}"
             if dynamics == "gd":
-                traj = setups.evolve(problem, x0, {**setup, "rho": 0.0, "xi0": 0.0}, provenance=provenance)
+                try:
+                    traj = setups.evolve(problem, x0, {**setup, "rho": 0.0, "xi0": 0.0}, provenance=provenance,
+                                         monitors=monitors)
+                except DivergenceError as exc:  # judge the steps taken before GD left every bound
+                    traj, label = _before_divergence(exc), f"{label} (diverged at step {exc.step})"
                 runs.append(Run.of(traj, problem, label=label))
                 continue
             flow = setups.flow_for(problem, setup)
-            traj = setups.evolve(problem, x0, setup, flow=flow, t_eval=grid, provenance=provenance)
+            traj = setups.evolve(problem, x0, setup, flow=flow, t_eval=grid, provenance=provenance,
+                                 monitors=monitors)
             runs.append(Run.of(traj, flow, label=label))
     return runs
+
+
+def _before_divergence(exc: DivergenceError):
+    """The finite saved states of a diverged GD run (at least two), as a trajectory."""
+    partial = exc.partial
+    if partial is None:
+        raise exc
+    finite = np.all(np.isfinite(partial.x), axis=1)
+    keep = np.cumprod(finite).astype(bool)  # the states before the first non-finite one
+    if keep.sum() < 2:
+        raise exc
+    return replace(partial, t=partial.t[keep], x=partial.x[keep],
+                   monitors={k: np.asarray(v)[keep] for k, v in partial.monitors.items()})
+
+
+def explicit_states(config: dict, problem):
+    """The explicit initial states of an ensemble (``x0`` or ``x0_file``), shape (N, dim), or None."""
+    if config.get("x0") is not None and config.get("x0_file") is not None:
+        raise ValueError("[ensemble] give x0 or x0_file, not both")
+    if config.get("x0_file") is not None:
+        states = np.load(os.fspath(config["x0_file"]), allow_pickle=False)
+        where = f"[ensemble] x0_file {config['x0_file']}"
+    elif config.get("x0") is not None:
+        try:
+            states = np.array(config["x0"], dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("[ensemble] x0 must be a list of numbers (one state) or a list of such lists") from None
+        where = "[ensemble] x0"
+    else:
+        return None
+    states = np.atleast_2d(np.asarray(states, dtype=float))
+    if states.ndim != 2 or states.shape[1] != problem.dim or states.shape[0] == 0:
+        raise ValueError(f"{where} must hold states of length dim = (m + n)·width = {problem.dim}, got shape "
+                         f"{np.shape(states)}")
+    if not np.all(np.isfinite(states)):
+        raise ValueError(f"{where} holds non-finite numbers")
+    return states
 
 
 def _claim(entry, index: int) -> Claim:
@@ -152,4 +210,7 @@ def load_claim_file(path, *, allow_python: bool = False) -> tuple[list[Claim], d
         raise ValueError(f"a claim file must end in .toml or .py, got {path}")
     if not entries:
         raise ValueError(f"{path} defines no claims")
+    ensemble = dict(ensemble)
+    if isinstance(ensemble.get("x0_file"), str) and not os.path.isabs(ensemble["x0_file"]):
+        ensemble["x0_file"] = os.path.join(os.path.dirname(os.path.abspath(path)), ensemble["x0_file"])
     return [_claim(e, i) for i, e in enumerate(entries)], dict(ensemble), dict(params)

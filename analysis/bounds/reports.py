@@ -13,10 +13,10 @@ from sympy import MatrixExpr
 
 from .. import symbolic as S
 from ..text import table as text_table
+from . import consistency
 from .claim import Claim
 from .language import ClaimError, Initial, MatrixInitial, MatrixRate, Rate
 from .runs import Run
-
 
 
 def _initial_leaves(expr, names: dict) -> dict:
@@ -44,14 +44,7 @@ def rate(q, dynamics: str):
     # would treat it as a function of the current state, so it becomes an opaque leaf meanwhile.
     frozen = _initial_leaves(q, {})
     q = q.xreplace(frozen)
-    if dynamics != "gd":
-        out = S.time_derivative(q, dynamics)
-    else:
-        try:
-            out = S.gd_step(q) / S.eta
-        except S.NotPolynomial:
-            G_U, G_V = S.QUANTITIES["G_U"].expr, S.QUANTITIES["G_V"].expr
-            out = (q.xreplace({S.U: S.U - S.eta * G_U, S.V: S.V - S.eta * G_V, S.t: S.t + S.eta}) - q) / S.eta
+    out = S.time_derivative(q, dynamics) if dynamics != "gd" else S.gd_increment(q) / S.eta
     return out.xreplace({leaf: node for node, leaf in frozen.items()})
 
 
@@ -63,10 +56,12 @@ def _resolve(e, dynamics: str):
     return e.func(*[_resolve(a, dynamics) for a in e.args])
 
 
-def _evaluate(expr, run: Run, params: Mapping, cache: dict) -> np.ndarray:
+def _evaluate(expr, run: Run, params: Mapping, cache: dict, *, flags: bool = False, states=None):
     """``expr`` (derivatives resolved) on every saved state of ``run``: shape (T,) or (T, rows, cols).
 
-    ``initial(q)`` becomes a constant leaf holding q at the first saved state.
+    ``initial(q)`` becomes a constant leaf holding q at the first saved state. With ``flags``, returns
+    (values, nonsmooth) with nonsmooth (T,) True where a right-derivative met a nonsmooth point;
+    ``states`` = (U, V) evaluates at other states than the saved ones.
     """
     leaves = _initial_leaves(expr, cache.setdefault("initial names", {}))
     constants = {leaf.name: _evaluate(node.args[0], run, params, cache)[0] for node, leaf in leaves.items()}
@@ -81,9 +76,15 @@ def _evaluate(expr, run: Run, params: Mapping, cache: dict) -> np.ndarray:
     if missing:
         raise ValueError(f"no value for {', '.join(sorted(missing))} on run {run.label!r}")
     values = {**{name: env[name] for name in needed}, **{d.name: env[d.name] for d in S.DIMS}, **constants}
-    out = fn(**{name: v for name, v in values.items() if name in fn.leaves or name in {d.name for d in S.DIMS}})
+    if states is not None:
+        values.update({name: v for name, v in zip(("U", "V"), states) if name in needed})
+    args = {name: v for name, v in values.items() if name in fn.leaves or name in {d.name for d in S.DIMS}}
+    out, marks = fn.with_flags(**args) if flags else (fn(**args), None)
     T = len(run.trajectory.t)
-    return np.broadcast_to(out, (T,) + out.shape[out.ndim - (0 if fn.shape is None else 2):])
+    out = np.broadcast_to(out, (T,) + out.shape[out.ndim - (0 if fn.shape is None else 2):])
+    if not flags:
+        return out
+    return out, np.broadcast_to(np.asarray(marks, dtype=bool), (T,))
 
 
 
@@ -110,6 +111,13 @@ class Series:
     rhs: np.ndarray
     allowance: np.ndarray
     slack: np.ndarray
+    nonsmooth: np.ndarray | None = None
+    """(T,) bool: a right-derivative in the claim was taken at a nonsmooth point of this state."""
+    applies: np.ndarray | None = None
+    """(T,) bool: the claim's hypotheses (``assume``) hold on this state, so it is checked there."""
+    hypothesis_slack: np.ndarray | None = None
+    """(T,): the smallest relative slack of the hypotheses, slack / (|lhs| + |rhs|) (≥ 0 where they
+    hold); None without hypotheses."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +142,21 @@ class Report:
     n_states : int
     series : tuple of Series
         Per run, for :meth:`plot`.
+    derivative_checks : tuple of DerivativeCheck
+        Every ``derivative(q)`` of the claim on every run against the finite differences of q over
+        the saved states (:mod:`.consistency`).
+    n_nonsmooth : int
+        Saved states where a right-derivative was taken at a nonsmooth point (a repeated or zero
+        singular value, a repeated eigenvalue, |x| at 0): the values there are one-sided derivatives.
+    n_excluded : int
+        Saved states where a hypothesis of the claim (``assume``) fails: not checked.
+
+    Notes
+    -----
+    ``holds`` is True only if every checked state satisfies the claim, at least one state was
+    checked, *and* no derivative disagrees with the trajectory: where a derivative disagrees with the
+    states (the run's dynamics are not what it was declared to be), its values certify nothing, and
+    the verdict is "UNRELIABLE".
     """
 
     claim: Claim
@@ -143,19 +166,45 @@ class Report:
     first_violation: Violation | None
     n_states: int
     series: tuple
+    derivative_checks: tuple = ()
+    n_nonsmooth: int = 0
+    n_excluded: int = 0
+
+    @property
+    def disagreements(self) -> tuple:
+        """The derivative checks that disagree with the saved trajectory."""
+        return tuple(c for c in self.derivative_checks if c.disagrees)
+
+    @property
+    def verdict(self) -> str:
+        """"holds", "VIOLATED" (a state violates the claim and every derivative agrees with the
+        trajectory), "UNRELIABLE" (a derivative disagrees with the trajectory) or "NOT CHECKED" (no
+        saved state meets the claim's hypotheses: nothing supports a verdict)."""
+        if self.disagreements:
+            return "UNRELIABLE"
+        if self.first_violation is None and self.n_states == self.n_excluded:
+            return "NOT CHECKED"
+        return "holds" if self.first_violation is None else "VIOLATED"
 
     @property
     def as_expected(self) -> bool:
-        return self.holds == self.claim.expect
+        """The outcome is the one the claim expects: it holds (``must_hold``), or, for a known
+        counterexample, it is violated with every derivative agreeing with the trajectory."""
+        return self.verdict == ("holds" if self.claim.expect else "VIOLATED")
 
     def summary(self) -> str:
         """One line: the verdict and the key numbers."""
-        verdict = "holds" if self.holds else "VIOLATED"
-        text = (f"{self.claim.label}: {verdict} on {len(self.series)} run(s), {self.n_states} states; "
+        text = (f"{self.claim.label}: {self.verdict} on {len(self.series)} run(s), {self.n_states} states; "
                 f"min slack {self.min_slack:.3g}, worst ratio {self.worst_ratio:.3g}")
         if self.first_violation is not None:
             v = self.first_violation
             text += f"; first violation at t = {v.time:.6g} on {v.label} (lhs {v.lhs:.6g}, rhs {v.rhs:.6g})"
+        if self.n_nonsmooth:
+            text += f"; {self.n_nonsmooth} nonsmooth state(s) (one-sided derivatives)"
+        if self.n_excluded:
+            text += f"; {self.n_excluded} state(s) outside the hypotheses, not checked"
+        for c in self.disagreements:
+            text += f"; {c.describe()}"
         return text
 
     def plot(self, max_runs: int = 20):
@@ -196,6 +245,23 @@ class Report:
         top.legend(fontsize=7, loc="best")
         return fig
 
+    def to_pandas(self):
+        """The report as tidy data: a ``pandas.DataFrame`` with one row per run and checked saved state
+        (needs ``pip install 'pgflow[data]'``).
+
+        Columns :data:`~pgflow.analysis.bounds.export.TIDY_COLUMNS`: claim, run, time, lhs, rhs, slack,
+        holds, nonsmooth (the rows of :func:`~pgflow.analysis.bounds.export.tidy_rows`; states outside
+        the claim's hypotheses are not checked and have no row).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        from ...flows.export import require
+        from .export import TIDY_COLUMNS, tidy_rows
+        pd = require("pandas", "Report.to_pandas")
+        return pd.DataFrame(tidy_rows([self]), columns=list(TIDY_COLUMNS))
+
 
 def _max_abs(series, attr) -> float:
     values = [np.nanmax(np.abs(getattr(s, attr))) for s in series if np.any(np.isfinite(getattr(s, attr)))]
@@ -221,7 +287,7 @@ def _as_runs(runs) -> list:
     return runs
 
 
-def check(claim, runs, *, params: Mapping | None = None) -> Report:
+def check(claim, runs, *, params: Mapping | None = None, consistency_check: bool = True) -> Report:
     """Evaluate a claim on every saved state of every run.
 
     Parameters
@@ -231,6 +297,9 @@ def check(claim, runs, *, params: Mapping | None = None) -> Report:
         E.g. an ensemble over seeds, mixing dynamics (each must be among ``claim.dynamics``).
     params : mapping, optional
         Values for the claim's parameters (override ``claim.params``).
+    consistency_check : bool
+        Compare every derivative with the finite differences of the saved states
+        (:mod:`.consistency`); off only for quick searches (the falsifier rechecks what it finds).
 
     Returns
     -------
@@ -259,37 +328,93 @@ def check(claim, runs, *, params: Mapping | None = None) -> Report:
             if run.dynamics not in claim.dynamics:
                 raise ValueError(f"claim {claim.label!r} is stated for {claim.dynamics}; run {i} ({run.label!r}) "
                                  f"is {run.dynamics!r}")
-    series, cache = [], {}
+    series, checks, cache = [], [], {}
     resolved: dict = {}
-    for run in runs:
+    for index, run in enumerate(runs):
         if run.dynamics not in resolved:
             try:
                 sides = (claim.lhs, claim.rhs, claim.allowance_expr)
-                resolved[run.dynamics] = tuple(_resolve(e, run.dynamics) for e in sides)
+                resolved[run.dynamics] = (tuple(_resolve(e, run.dynamics) for e in sides),
+                                          tuple((_resolve(a, run.dynamics), op, _resolve(b, run.dynamics))
+                                                for a, op, b in claim.hypotheses_for(run.dynamics)))
             except (ValueError, TypeError) as exc:
                 raise ClaimError(f"cannot resolve the claim on {run.dynamics} runs: {exc}", claim.text,
                                  name=claim.label) from None
-        lhs, rhs, allowed = (np.array(_evaluate(e, run, values, cache), dtype=float) for e in resolved[run.dynamics])
+        sides, hypotheses = resolved[run.dynamics]
+        parts = [_evaluate(e, run, values, cache, flags=True) for e in sides]
+        (lhs, rhs, allowed), marks = (np.array(v, dtype=float) for v, _ in parts), [m for _, m in parts]
         allowed = allowed + claim.rel_allowance * (np.abs(lhs) + np.abs(rhs))
         slack, _ = _slack_and_ratio(claim.op, lhs, rhs, allowed)
+        nonsmooth = np.logical_or.reduce(marks)
+        applies, margin = np.ones(len(slack), dtype=bool), None
+        for a, op, b in hypotheses:
+            a_values, b_values = (np.array(_evaluate(e, run, values, cache), dtype=float) for e in (a, b))
+            h_slack = _slack_and_ratio(op, a_values, b_values, np.zeros_like(a_values))[0]
+            applies &= h_slack >= 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                size = np.abs(a_values) + np.abs(b_values)
+                rel = np.where(size > 0, h_slack / np.where(size > 0, size, 1.0), np.where(h_slack >= 0, 0.0, -1.0))
+            rel = np.where(np.isfinite(rel), rel, -1.0)
+            margin = rel if margin is None else np.minimum(margin, rel)
         series.append(Series(run.label, run.dynamics, np.asarray(run.trajectory.t, dtype=float), lhs, rhs, allowed,
-                             slack))
-    return _report(claim, series)
+                             slack, nonsmooth, applies, margin))
+        if consistency_check:
+            checks += [_derivative_check(node, index, run, values, cache) for node in _rates(claim)]
+    return _report(claim, series, checks)
 
 
-def _report(claim: Claim, series: list) -> Report:
+def _rates(claim: Claim) -> list:
+    """The distinct derivative(q) nodes of a claim (both sides and the allowance)."""
+    nodes = []
+    for e in (claim.lhs, claim.rhs, claim.allowance_expr):
+        for node in sp.preorder_traversal(e):
+            if isinstance(node, (Rate, MatrixRate)) and node not in nodes:
+                nodes.append(node)
+    return nodes
+
+
+def _derivative_check(node, index: int, run: Run, params: Mapping, cache: dict):
+    """derivative(q) on ``run`` against finite differences of q over its saved states (once per run)."""
+    key = ("derivative check", node, run)
+    if key not in cache:
+        q = _resolve(node.args[0], run.dynamics)
+        d = rate(q, run.dynamics)
+        q_values = np.asarray(_evaluate(q, run, params, cache), dtype=float)
+        d_values = np.asarray(_evaluate(d, run, params, cache), dtype=float)
+        moved = np.asarray(_evaluate(q, run, params, cache, states=consistency.perturbed_states(run)), dtype=float)
+        T = len(q_values)
+        noise = 10 * np.sqrt(np.sum((moved - q_values).reshape(T, -1) ** 2, axis=1))
+        noise = np.where(np.isfinite(noise), noise, 0.0)
+        label = f"derivative({S.parsing.normalize(str(node.args[0]))})"
+        jumps = getattr(run.perturbation, "grid", None) if run.dynamics.startswith("pgf") else None
+        cache[key] = consistency.compare(label, index, run, np.asarray(run.trajectory.t, dtype=float), q_values,
+                                         d_values, noise, discrete=run.dynamics == "gd", jumps=jumps)
+    check = cache[key]
+    return check if check.run == index else consistency.DerivativeCheck(**{**check.__dict__, "run": index})
+
+
+def _report(claim: Claim, series: list, checks=()) -> Report:
     first, min_slack, worst = None, np.inf, -np.inf
     for i, s in enumerate(series):
+        applies = np.ones(len(s.t), dtype=bool) if s.applies is None else s.applies
         _, ratio = _slack_and_ratio(claim.op, s.lhs, s.rhs, s.allowance)
-        min_slack = min(min_slack, float(np.min(s.slack)))
+        ratio = np.where(applies, ratio, np.nan)
+        if applies.any():
+            min_slack = min(min_slack, float(np.min(s.slack[applies])))
         if np.any(np.isfinite(ratio) | np.isinf(ratio)):
             worst = max(worst, float(np.nanmax(np.where(np.isnan(ratio), -np.inf, ratio))))
-        bad = np.flatnonzero(~(s.slack >= 0))
+        bad = np.flatnonzero(~(s.slack >= 0) & applies)
         if bad.size and (first is None or s.t[bad[0]] < first.time):
             j = int(bad[0])
             first = Violation(i, s.label, j, float(s.t[j]), float(s.lhs[j]), float(s.rhs[j]))
     worst = float("nan") if worst == -np.inf else worst
-    return Report(claim, first is None, min_slack, worst, first, sum(len(s.t) for s in series), tuple(series))
+    checks = tuple(checks)
+    nonsmooth = sum(int(np.count_nonzero(s.nonsmooth)) for s in series if s.nonsmooth is not None)
+    excluded = sum(int(np.count_nonzero(~s.applies)) for s in series if s.applies is not None)
+    checked = sum(len(s.t) for s in series) - excluded
+    holds = first is None and checked > 0 and not any(c.disagrees for c in checks)
+    return Report(claim, holds, min_slack, worst, first, sum(len(s.t) for s in series), tuple(series), checks,
+                  nonsmooth, excluded)
 
 
 def check_all(claims, runs, *, params: Mapping | None = None) -> list[Report]:
@@ -314,14 +439,37 @@ def check_all(claims, runs, *, params: Mapping | None = None) -> list[Report]:
     return reports
 
 
+TABLE_HEADER = ("claim", "dynamics", "runs", "states", "holds", "must_hold", "as_expected", "min slack",
+                "worst ratio", "nonsmooth", "excluded", "fd check", "first violation")
+"""Columns of :func:`table`: ``holds`` is the verdict (yes, NO, UNRELIABLE where a derivative
+disagrees with the saved trajectory, or NOT CHECKED where no state meets the claim's hypotheses);
+``must_hold`` whether the claim is expected to hold (False for a known counterexample);
+``as_expected`` whether the verdict is the expected one; ``nonsmooth`` the number of states where a
+one-sided derivative was used; ``excluded`` the states outside the claim's hypotheses; ``fd check``
+the comparison of every derivative with the finite differences of the saved states (ok, n/a where no
+run is saved densely enough, or the number of disagreements)."""
+
+
+def _fd_cell(rep: Report) -> str:
+    if not rep.derivative_checks:
+        return "-"
+    if rep.disagreements:
+        return f"DISAGREES ({len(rep.disagreements)})"
+    return "ok" if any(c.compared for c in rep.derivative_checks) else "n/a"
+
+
 def table(reports) -> str:
-    """A plain-text table of reports: one row per claim."""
-    header = ("claim", "dynamics", "runs", "states", "holds", "expected", "min slack", "worst ratio", "first violation")
-    rows = []
+    """A plain-text table of reports, one row per claim, then one line per derivative that disagrees
+    with its trajectory's finite differences (see :data:`TABLE_HEADER` for the columns)."""
+    rows, notes = [], []
     for rep in reports:
         v = rep.first_violation
         where = "-" if v is None else f"t={v.time:.4g} ({v.label})"
         dyn = ",".join(sorted({s.dynamics for s in rep.series}))
-        rows.append((rep.claim.label, dyn, str(len(rep.series)), str(rep.n_states), "yes" if rep.holds else "NO",
-                     "yes" if rep.as_expected else "NO", f"{rep.min_slack:.3g}", f"{rep.worst_ratio:.3g}", where))
-    return text_table(header, rows, rule=True)
+        verdict = {"holds": "yes", "VIOLATED": "NO"}.get(rep.verdict, rep.verdict)
+        rows.append((rep.claim.label, dyn, str(len(rep.series)), str(rep.n_states), verdict,
+                     "yes" if rep.claim.expect else "no", "yes" if rep.as_expected else "NO", f"{rep.min_slack:.3g}",
+                     f"{rep.worst_ratio:.3g}", str(rep.n_nonsmooth), str(rep.n_excluded), _fd_cell(rep), where))
+        notes += [f"{rep.claim.label}: {c.describe()}" for c in rep.disagreements]
+    text = text_table(TABLE_HEADER, rows, rule=True)
+    return text + ("\n" + "\n".join(notes) if notes else "")

@@ -3,6 +3,7 @@ evaluate on it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -30,6 +31,21 @@ class Run:
         η: required for "gd" and "modified".
     label : str
         Name in reports (default: dynamics and seed from the trajectory's provenance).
+
+    Raises
+    ------
+    ValueError
+        The label contradicts what made the trajectory: its record ``trajectory.dynamics`` names
+        other dynamics, another GD variant or step size, a perturbed GD, or the problem is not a
+        :class:`~pgflow.flows.MatrixFactorization` (whose GF is modelled only as the residual-form
+        PGF of the factorization of X*: a sensing gradient flow with its
+        :class:`~pgflow.flows.SensingError`). A trajectory without a record (``dynamics`` None) is
+        taken at its label; :func:`check` then compares the derivatives with the saved states.
+
+    Notes
+    -----
+    A run of gradient descent ("gd") checks *discrete* claims: ``derivative(q)`` on it is the
+    one-step difference quotient (q(x₊) − q(x))/η with x₊ = x − η∇f(x), not a time derivative.
     """
 
     problem: object
@@ -52,6 +68,7 @@ class Run:
         if self.dynamics in ("gd", "modified"):
             if self.step_size is None or not self.step_size > 0:
                 raise ValueError(f"a {self.dynamics} run needs its step_size η > 0, got {self.step_size!r}")
+        _check_against_record(self)
         if not self.label:
             seed = self.trajectory.meta.get("seed", self.trajectory.meta.get("init_seed"))
             object.__setattr__(self, "label", self.dynamics + ("" if seed is None else f" seed {seed}"))
@@ -154,3 +171,47 @@ class Run:
                                             for ti, xi in zip(traj.t, traj.x)])
             out["E_bound"] = memo["E_bound"]
         return out
+
+
+def _description(value) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _check_against_record(run: Run) -> None:
+    """Refuse a dynamics label that contradicts the trajectory's own record (or the problem)."""
+    problem, label = run.problem, run.dynamics
+    record = getattr(run.trajectory, "dynamics", None)
+    where = f"Run(..., dynamics={label!r})"
+    if type(problem) is not MatrixFactorization:
+        # only a sensing gradient flow is modelled, as the residual PGF of the factorization of X*
+        if not (hasattr(problem, "operator") and label == "pgf_residual"
+                and isinstance(run.perturbation, perturbations.SensingError)
+                and run.perturbation.problem is problem
+                and run.perturbation.noise == bool(np.any(problem.noise_vector))
+                and (record is None or (record.kind == "gf"))):
+            raise ValueError(f"{where}: claims model the flows of ½‖UVᵀ − Σ‖²_F; a {type(problem).__name__} is "
+                             f"modelled only through its gradient flow, as the residual-form PGF of the "
+                             f"factorization of X* with E its SensingError (use Run.of(trajectory, flow)); "
+                             f"the trajectory's record is {None if record is None else record.name!r}")
+        return
+    if record is None:
+        return
+    if record.name != label:
+        raise ValueError(f"{where} contradicts the trajectory, which records dynamics {record.name!r} "
+                         f"(trajectory.dynamics = {record}); use Run.of(trajectory, source)")
+    if label in ("gd", "modified"):
+        if record.variant not in (None, "simultaneous"):
+            raise ValueError(f"{where}: the trajectory is {record.variant} {'GD' if label == 'gd' else 'modified flow'};"
+                             f" the claim language models the simultaneous scheme only")
+        if label == "gd" and record.perturbed:
+            raise ValueError(f"{where}: the trajectory is perturbed GD; derivative claims on GD use the exact "
+                             f"unperturbed step x₊ = x − η∇f")
+        if record.step_size is not None and not np.isclose(float(record.step_size), float(run.step_size),
+                                                           rtol=1e-12, atol=0):
+            raise ValueError(f"{where}: step_size {run.step_size!r} contradicts the trajectory's recorded step "
+                             f"size {record.step_size!r}")
+    if label.startswith("pgf") and record.perturbation is not None:
+        describe = getattr(run.perturbation, "describe", None)
+        if callable(describe) and _description(describe()) != _description(record.perturbation):
+            raise ValueError(f"{where}: the perturbation {describe()} is not the one the trajectory records "
+                             f"({record.perturbation})")

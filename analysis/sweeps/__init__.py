@@ -24,23 +24,37 @@ Seeds
     reproduces alone, bit for bit, with ``run_one(config)``. A seed field set to an integer (in the
     base or on an axis) is used as given instead.
 Storage
-    Each finished run is written atomically to ``<out>/runs/<run_id>.json`` (its configuration
-    and its row), where ``run_id`` is a hash of the resolved configuration and the code
-    version (the package version and a hash of the library's sources): a re-run skips runs whose
-    file exists, a killed sweep loses only the runs in flight
-    (a kill in the middle of a write leaves at most a hidden ``.tmp-*`` file, never read), and a
-    changed configuration never meets a stale result. The table (``<out>/table.csv``, and a
+    Each finished run is written atomically to ``<out>/runs/<run_id>.json``: the fields of its
+    configuration that apply to it (:func:`applicable`: a GF run's file has no ``step_size``, an
+    unperturbed run's no ``rho`` or ``perturbation_*``), its row, and a SHA-256 checksum of both.
+    ``run_id`` is a hash of those fields and the code version (the package version and a hash of
+    the library's sources), so runs that differ only in fields that do not apply share one file,
+    a re-run skips runs whose file exists, and a changed configuration never meets a stale result.
+    A killed sweep loses only the runs in flight: a kill in the middle of a write leaves at most a
+    hidden ``.tmp-*`` file, never read and removed by the next write into that folder. Before a
+    stored run is reused its file is checked; a corrupt one (unreadable, truncated, empty, not a
+    run record, edited by hand, another run's) is moved to ``<out>/runs/corrupt/``, named in
+    :attr:`Table.corrupt`, and its run computed again. The table (``<out>/table.csv``, and a
     pandas DataFrame when pandas is installed) is assembled from those files.
 Failures
     A run whose dynamics fail numerically (diverging GD, a failed solve, a singular matrix) is
     stored with ``status = "failed"``, its error message and NaN reductions, and the sweep goes
-    on. Any other exception is a bug or a bad configuration: it stops the sweep (the runs already
-    stored are kept). Configuration errors are caught before anything runs, naming the field.
+    on. A run whose worker process dies (killed, out of memory, a crash in native code:
+    ``BrokenProcessPool``; ``KilledWorker`` on Dask) is run again once; if it dies again it gets
+    ``status = "killed"``, is named in :attr:`Table.killed` and is not stored (the next call
+    tries it again), and the other runs go on. Any other exception is a bug or a bad
+    configuration: it stops the sweep (the runs already stored are kept). Configuration errors
+    are caught before anything runs, naming the field.
 Executors
-    "serial" (in this process), "processes" (default; ``concurrent.futures`` with the forkserver
-    or spawn start method, all cores) and "dask" (``dask.distributed.Client`` at a scheduler
-    address; ``pip install .[cluster]``). Every run limits BLAS to one thread, in every executor,
-    so the executors compute the same numbers and do not oversubscribe the cores.
+    "serial" (in this process), "processes" (default; one single-process ``concurrent.futures``
+    pool per worker with the forkserver or spawn start method, all cores, so that a dead worker
+    costs only its own run) and "dask" (``dask.distributed.Client`` at a scheduler address;
+    ``pip install .[cluster]``; an unreachable address raises ConnectionError at once). Every run
+    limits BLAS to one thread, in every executor, so the executors compute the same numbers and
+    do not oversubscribe the cores. The worker processes re-import the script that started the
+    sweep, so a script must start it under ``if __name__ == "__main__":`` (:class:`MainGuardError`
+    says so otherwise). Progress (count, rate, ETA) is a tqdm bar on stderr, by default only on a
+    terminal.
 Timing
     ``wall_time`` (seconds of the whole run, in the worker) is the only column that differs from one
     execution to the next; it is listed in :data:`TIMING_COLUMNS` and left out by
@@ -62,12 +76,14 @@ Examples
 True
 """
 
-from .executors import EXECUTORS
+from .executors import ATTEMPTS, EXECUTORS, KILLED, MainGuardError
 from .planning import PlannedRun, Sweep, load_sweep, run_id
 from .reductions import DEFAULT_REDUCTIONS, FAILURES, REDUCTIONS, Reduction, RunResult, run_one
-from .schema import EXAMPLES, FIELDS, SECTIONS, SEED_FIELDS, SPAWN, SWEEP_KEYS, example_path, read_config
-from .storage import TABLE_FILE, TIMING_COLUMNS, Table, phase_diagram, run_sweep
+from .schema import (EXAMPLES, FIELDS, SECTIONS, SEED_FIELDS, SPAWN, SWEEP_KEYS, applicable, complete, example_path,
+                     read_config)
+from .storage import CORRUPT_FOLDER, TABLE_FILE, TIMING_COLUMNS, CorruptRunFile, Table, phase_diagram, run_sweep
 
-__all__ = ["DEFAULT_REDUCTIONS", "EXAMPLES", "EXECUTORS", "FAILURES", "FIELDS", "PlannedRun", "REDUCTIONS", "Reduction",
-           "RunResult", "SECTIONS", "SEED_FIELDS", "SPAWN", "SWEEP_KEYS", "Sweep", "TABLE_FILE", "TIMING_COLUMNS",
-           "Table", "example_path", "load_sweep", "phase_diagram", "read_config", "run_id", "run_one", "run_sweep"]
+__all__ = ["ATTEMPTS", "CORRUPT_FOLDER", "CorruptRunFile", "DEFAULT_REDUCTIONS", "EXAMPLES", "EXECUTORS", "FAILURES",
+           "FIELDS", "KILLED", "MainGuardError", "PlannedRun", "REDUCTIONS", "Reduction", "RunResult", "SECTIONS",
+           "SEED_FIELDS", "SPAWN", "SWEEP_KEYS", "Sweep", "TABLE_FILE", "TIMING_COLUMNS", "Table", "applicable",
+           "complete", "example_path", "load_sweep", "phase_diagram", "read_config", "run_id", "run_one", "run_sweep"]

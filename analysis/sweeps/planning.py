@@ -15,7 +15,7 @@ from .. import setups
 from ..config import check_keys
 from ..provenance import code_version
 from .reductions import DEFAULT_REDUCTIONS, REDUCTIONS
-from .schema import FIELDS, SPAWN, SWEEP_KEYS, read_config
+from .schema import FIELDS, SPAWN, SWEEP_KEYS, applicable, complete, read_config
 
 
 @contextmanager
@@ -70,11 +70,23 @@ class PlannedRun:
     config: dict
     run_id: str
 
+    @property
+    def name(self) -> str:
+        """How messages name the run: "run 3 (scale = 0.1, replicate 1)"."""
+        return f"run {self.index} ({_describe(self.axes, self.key[-1])})"
+
 
 def run_id(config: dict) -> str:
-    """The hash naming a run's file: its resolved configuration and the code version (the package
-    version and a hash of the library's sources, :func:`pgflow.flows.trajectory.code_version`)."""
-    text = json.dumps({"config": config, "version": code_version()}, sort_keys=True, separators=(",", ":"))
+    """The hash naming a run's file: the fields of its resolved configuration that apply to it
+    (:func:`~pgflow.analysis.sweeps.schema.applicable`) and the code version (the package version and
+    a hash of the library's sources, :func:`pgflow.analysis.provenance.code_version`).
+
+    Fields that cannot change the result are left out, so a configuration and the one stored in its
+    run file (which holds only those fields) have the same id, and two runs that differ only in such
+    a field (a GF run on a ``step_size`` axis) are one run, computed once.
+    """
+    text = json.dumps({"config": applicable(complete(config)), "version": code_version()}, sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -131,6 +143,8 @@ class Sweep:
                 raise ValueError(f"zip[{i}]: zipped fields must have the same length, got "
                                  + ", ".join(f"{name} has {n}" for name, n in lengths.items()))
             zipped.append(group)
+        if isinstance(self.reductions, str) or not isinstance(self.reductions, (list, tuple)):
+            raise TypeError(f"sweep.reductions must be a list of reduction names, got {self.reductions!r}")
         reductions = tuple(self.reductions)
         for name in reductions:
             if name not in REDUCTIONS:
@@ -166,18 +180,22 @@ class Sweep:
             for name, value in setups.spawn_seeds(self.seed, key).items():
                 if config[name] == SPAWN:
                     config[name] = value
-            where = f"run {index} ({_describe(axes, key[-1])})"
+            where = f"run {index} ({_describe(axes, key[-1])})"  # PlannedRun.name
             _check_run(config, where)
-            rid = run_id(config)
-            if rid in by_id:
-                raise ValueError(f"{where} has the same configuration as run {by_id[rid]}: with explicit seeds, "
+            full = _canonical(config)  # every field, applicable or not: only replicates can repeat it
+            if full in by_id:
+                raise ValueError(f"{where} has the same configuration as run {by_id[full]}: with explicit seeds, "
                                  "replicates > 1 repeat the same run")
-            by_id[rid] = index
-            plan.append(PlannedRun(index, key, axes, config, rid))
+            by_id[full] = index
+            plan.append(PlannedRun(index, key, axes, config, run_id(config)))
         return tuple(plan)
 
     def runs(self) -> tuple[PlannedRun, ...]:
-        """Every run of the sweep, in grid order (last axis fastest, replicate innermost)."""
+        """Every run of the sweep, in grid order (last axis fastest, replicate innermost).
+
+        Two runs that differ only in fields that do not apply to them have the same ``run_id``: they
+        share one computation and one run file.
+        """
         return self._plan
 
     def __len__(self) -> int:

@@ -14,10 +14,15 @@ from ...flows import blas
 from ...flows import monitors as _monitors
 from .. import setups
 from ..discretization import error_vs_step
+from .schema import complete
+
+class StudyNotOk(ArithmeticError):
+    """The ``order`` reduction's study was pre-asymptotic, diverged or had too loose a reference."""
+
 
 # numerical failures of a run's dynamics: results, stored as failed runs (FloatingPointError covers
 # DivergenceError and overflow)
-FAILURES = (DivergenceError, FloatingPointError, IntegrationError, np.linalg.LinAlgError)
+FAILURES = (DivergenceError, FloatingPointError, IntegrationError, np.linalg.LinAlgError, StudyNotOk)
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,15 @@ class Reduction:
         Events the flows (GF, PGF) must locate for it.
     monitors : callable ``monitors(problem, config) -> dict``
         Monitors GD must record for it (GD has no events).
+    help : str
+        What its columns measure, for ``pgflow sweep --list-fields``.
     """
 
     columns: Callable
     reduce: Callable
     events: Callable = _no_events
     monitors: Callable = _no_monitors
+    help: str = ""
 
 
 def _relative_error(problem):
@@ -104,20 +112,31 @@ def _emergence(run):
 def _order(run):
     c = run.config
     study = error_vs_step(run.problem, run.x0, c["order_step_sizes"], c["t_end"], variant=c["variant"])
+    if not study.ok:  # an order outside its asymptotic regime is no order: the run fails with the reason
+        raise StudyNotOk(f"the fitted order {study.order:.3f} is not an order here: {study.verdict}")
     return {"order": float(study.order), "order_stderr": float(study.order_stderr)}
 
 
+
 REDUCTIONS: dict[str, Reduction] = {
-    "recovery_error": Reduction(lambda c: ("recovery_error",), _recovery_error),
+    "recovery_error": Reduction(lambda c: ("recovery_error",), _recovery_error,
+                                help="‖UVᵀ − X*‖_F / ‖X*‖_F at t_end"),
     "final_loss": Reduction(lambda c: ("final_loss",),
-                            lambda run: {"final_loss": float(run.problem.loss(run.trajectory.final))}),
+                            lambda run: {"final_loss": float(run.problem.loss(run.trajectory.final))},
+                            help="the loss f at t_end"),
     "time_to_eps": Reduction(lambda c: ("time_to_eps",), _time_to_eps, events=_time_to_eps_events,
-                             monitors=lambda p, c: {"relative_error": _relative_error(p)}),
+                             monitors=lambda p, c: {"relative_error": _relative_error(p)},
+                             help="the first time the recovery error is <= eps (GD: at a saved step)"),
     "emergence_times": Reduction(_emergence_columns, _emergence,
                                  events=lambda p, c: emergence_events(p, c["fraction"]),
-                                 monitors=lambda p, c: {"singular_values": _monitors.singular_values(p)}),
-    "nfev": Reduction(lambda c: ("nfev",), lambda run: {"nfev": int(run.trajectory.stats.nfev)}),
-    "order": Reduction(lambda c: ("order", "order_stderr"), _order),
+                                 monitors=lambda p, c: {"singular_values": _monitors.singular_values(p)},
+                                 help="emergence_i and emergence_i_predicted: when σᵢ(UVᵀ) reaches fraction·σᵢ, "
+                                      "measured and predicted"),
+    "nfev": Reduction(lambda c: ("nfev",), lambda run: {"nfev": int(run.trajectory.stats.nfev)},
+                      help="right-hand side evaluations (GD: gradient evaluations)"),
+    "order": Reduction(lambda c: ("order", "order_stderr"), _order,
+                       help="order and order_stderr: the fitted order of GD's error against GF over "
+                            "order_step_sizes"),
 }
 """Reductions by name. recovery_error: ‖UVᵀ − X*‖_F/‖X*‖_F at t_end. final_loss: f at t_end.
 time_to_eps: first time the recovery error is ≤ eps (GF, PGF: an event on the solver's steps; GD:
@@ -146,8 +165,8 @@ def run_one(config: dict) -> dict:
     Parameters
     ----------
     config : dict
-        Every field of :data:`FIELDS` with integer seeds, and "reductions" (names in
-        :data:`REDUCTIONS`).
+        Fields of :data:`FIELDS` with integer seeds (a field left out takes its default), and
+        "reductions" (names in :data:`REDUCTIONS`).
 
     Returns
     -------
@@ -156,6 +175,7 @@ def run_one(config: dict) -> dict:
         (seconds) and "error" (the exception's type and message when failed, else "").
     """
     start = time.perf_counter()
+    config = complete(config)  # a run file's configuration holds only the fields that apply to it
     reductions = [REDUCTIONS[name] for name in config["reductions"]]
     # one BLAS thread in every executor: the same numbers everywhere, and N workers on N cores
     with blas.limit(1):
@@ -166,6 +186,12 @@ def run_one(config: dict) -> dict:
             values = {k: v for r in reductions for k, v in r.reduce(result).items()}
             status, error = "ok", ""
         except FAILURES as exc:
-            values = dict.fromkeys((col for r in reductions for col in r.columns(config)), math.nan)
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            return failed_row(config, "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     return {"status": status, **values, "wall_time": time.perf_counter() - start, "error": error}
+
+
+def failed_row(config: dict, status: str, error: str, wall_time: float = math.nan) -> dict:
+    """The row of a run without results: ``status``, NaN for every column of its reductions, ``error``."""
+    config = complete(config)
+    columns = (col for name in config["reductions"] for col in REDUCTIONS[name].columns(config))
+    return {"status": status, **dict.fromkeys(columns, math.nan), "wall_time": wall_time, "error": error}

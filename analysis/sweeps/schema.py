@@ -39,10 +39,63 @@ FIELDS: dict[str, Field] = {
                       "emergence_times: singular value i emerges at fraction·σᵢ"),
     "order_step_sizes": Field([0.04, 0.02, 0.01], _step_sizes,
                               "order: the GD step sizes whose errors against GF are fitted"),
-    **{name: Field(SPAWN, _seed, setups.FIELDS[name].help + ": an integer, or \"spawn\" (from the sweep's "
-                   "root seed and the run's grid position)") for name in SEED_FIELDS},
+    **{name: Field(SPAWN, _seed, setups.FIELDS[name].help + " (or \"spawn\": from the sweep's root seed and "
+                   "the run's grid position)") for name in SEED_FIELDS},
 }
 """Every field of a run configuration: name -> :class:`~pgflow.analysis.setups.Field`."""
+
+
+def applicable(config: dict) -> dict:
+    """The fields of a resolved run configuration that can change its result, in their order.
+
+    Left out: a GF or PGF run's GD fields (``step_size``, ``variant``, ``save_every``), GD's solver
+    fields (``method``, ``rtol``, ``atol``), an unperturbed run's perturbation fields (``rho``,
+    ``xi0``, ``perturbation_*``, ``perturbation_seed``), the fields of the other problems
+    (``measurements``, ``observed``, ``noise``) and the parameters of reductions the run does not
+    compute. A run file holds only these fields; :func:`complete` gives the others back at their
+    defaults, which they cannot affect. A field this function does not know is kept.
+
+    Examples
+    --------
+    >>> config = complete({"dynamics": "gf", "problem_seed": 1, "init_seed": 2, "reductions": ["nfev"]})
+    >>> sorted(set(config) - set(applicable(config)))[:6]
+    ['eps', 'fraction', 'measurements', 'noise', 'observed', 'order_step_sizes']
+    """
+    dynamics, problem, reductions = config["dynamics"], config["problem"], config["reductions"]
+    perturbed = dynamics in ("pgf_residual", "pgf_additive") or (dynamics == "gd" and bool(config["rho"] or config["xi0"]))
+    skip = set()
+    if problem != "sensing":
+        skip.add("measurements")
+    if problem != "completion":
+        skip.add("observed")
+    if problem == "factorization":
+        skip.add("noise")
+    if dynamics == "gd":  # stepped, not integrated (the order reduction's reference has its own tolerances)
+        skip |= {"method", "rtol", "atol"}
+    else:
+        skip.add("save_every")
+        if dynamics != "modified":
+            skip.add("step_size")
+            if "order" not in reductions:  # the order reduction runs GD in the configured variant
+                skip.add("variant")
+    if not perturbed:
+        skip |= {"rho", "xi0", "perturbation_interval", "perturbation_norm", "perturbation_seed"}
+    elif dynamics == "pgf_additive":  # the additive form measures E in the Frobenius norm, always
+        skip.add("perturbation_norm")
+    for reduction, fields in REDUCTION_FIELDS.items():
+        if reduction not in reductions:
+            skip.update(fields)
+    return {name: value for name, value in config.items() if name not in skip}
+
+
+REDUCTION_FIELDS = {"time_to_eps": ("eps",), "emergence_times": ("fraction",), "order": ("order_step_sizes",)}
+"""The fields that only a reduction reads: reduction name -> its fields."""
+
+
+def complete(config: dict) -> dict:
+    """A run configuration with every field of :data:`FIELDS` it leaves out at its default."""
+    return {**{name: field.default for name, field in FIELDS.items()}, **config}
+
 
 SWEEP_KEYS = ("seed", "replicates", "reductions")
 SECTIONS = ("sweep", "base", "grid", "zip", "output", "plot")

@@ -12,14 +12,15 @@ pgflow derives
 
 and compiles any expression into a batched numpy function: :func:`compile_expr`, :func:`evaluate`.
 
-The package's modules, from the bottom up: :mod:`.vocabulary` (symbols, shapes), :mod:`.spectral`
-(norms, extreme eigenvalues and singular values), :mod:`.calculus` (directional derivatives,
-gradients), :mod:`.catalogue` (named quantities), :mod:`.derivatives` (vector fields, time
-derivatives, GD steps), :mod:`.checking` (exact componentwise checks) and :mod:`.codegen` (numpy
-evaluation). Everything public is importable from ``pgflow.analysis.symbolic`` itself.
+The package's modules, from the bottom up: :mod:`.vocabulary` (symbols, shapes), :mod:`.parsing`
+(the safe expression parser), :mod:`.spectral_rates` and :mod:`.spectral` (norms, extreme eigenvalues
+and singular values, one-sided rates), :mod:`.calculus` (directional derivatives, gradients),
+:mod:`.catalogue` (named quantities), :mod:`.derivatives` (vector fields, time derivatives, GD
+steps), :mod:`.codegen` (numpy evaluation), :mod:`.modular` and :mod:`.numeric_checks` (exact and
+numeric evidence) and :mod:`.checking` (:func:`vanishes`, :func:`verify`). Everything public is importable from ``pgflow.analysis.symbolic`` itself.
 
 How the derivations are done, and why not with ``expr.diff(MatrixSymbol)``
-------------------------------------------------------------------------
+--------------------------------------------------------------------------
 sympy's matrix differentiation fails on the first quantity anyone writes here
 (``trace((U.T*U - V.T*V)**2).diff(U)`` raises inside its array code, so does ``sqrt(trace(...))``)
 and returns 4-index arrays for matrix-valued quantities such as ``U.T*U - V.T*V``, whose time
@@ -31,12 +32,21 @@ functional ``Dq[ΔU]`` by cyclic permutation under the trace, and gets the GD st
 involve the direction, so ``Sigma - U*V.T`` stays one factor: the numeric functions then evaluate the
 residual once and do not cancel catastrophically near a minimum.
 
-Every derivation is checked independently *componentwise* (:func:`explicit`, :func:`vanishes`,
-:func:`verify`): every matrix becomes an explicit small matrix of scalar symbols (m=3, n=2, k=2 is
-plenty), sympy differentiates entry by entry, and the difference is expanded to exactly 0.
-Expressions that mention the target's singular vectors are made explicit in Ye & Du's rotated frame
-(Φ = [I; 0], Ψ = [I; 0], Σ = Φ diag(s) Ψᵀ), which loses no generality because every quantity here is
-invariant under the rotation x ↦ (QU, Q'V), Σ ↦ QΣQ'ᵀ.
+Every derivation is checked independently (:func:`verify`): numerically against pgflow's own dynamics
+objects (the symbolic vector field against ``GradientFlow``, ``PerturbedGradientFlow``, ``ModifiedFlow``
+and a ``gradient_descent`` step; the derivative against high-order differences of the quantity along
+the flow object's own field), and, for polynomial quantities, exactly at random points of generic
+sizes (:mod:`.modular`: explicit numeric matrices in a prime field, dual numbers for derivatives).
+:func:`vanishes` decides identities the same way, at sizes larger than the expression's degree, where
+no matrix identity holds by accident (Cayley–Hamilton holds for every 2×2 matrix). Expressions that
+mention the target's singular vectors are made explicit in Ye & Du's rotated frame (Φ = [I; 0],
+Ψ = [I; 0], Σ = Φ diag(s) Ψᵀ), which loses no generality because every quantity here is invariant
+under the rotation x ↦ (QU, Q'V), Σ ↦ QΣQ'ᵀ. :func:`explicit` writes an expression out entry by entry.
+
+Spectral functions (``norm``, ``sigma_min``, ``lambda_min``, ``lambda_max``, ``nuclear_norm``,
+``top_sum``) have right-derivatives that are correct at repeated and zero values
+(:mod:`.spectral_rates`, Lewis & Overton 1996); the compiled rate reports where such a nonsmooth
+point was met. Expression strings are read by the safe parser of :mod:`.parsing`, never by ``eval``.
 
 Numeric evaluation
 ------------------
@@ -47,20 +57,25 @@ once), batched over leading axes so that it evaluates on every saved state of a 
 
 from .calculus import directional, gradient_of
 from .catalogue import QUANTITIES, RENAMED_QUANTITIES, Quantity, as_expr
-from .checking import Componentwise, explicit, vanishes, verify
+from .checking import Componentwise, Verification, explicit, vanishes, verify
 from .codegen import Compiled, compile_expr, evaluate, problem_values
-from .derivatives import gd_step, gradient, time_derivative, vector_field
-from .spectral import (EigenRate, FroNorm, LambdaMax, LambdaMin, MatrixFunction, OpNorm, SigmaMin, SingularRate, fro,
-                       lambda_max, lambda_min, norm, sigma_max, sigma_min)
+from .derivatives import gd_increment, gd_step, gradient, time_derivative, vector_field
+from .modular import generic_sizes, matrix_degree
+from .parsing import ClaimError, ClaimSyntaxError, parse_expression
+from .spectral import (RATES, AbsRate, EigenRate, FroNorm, FroRate, LambdaMax, LambdaMin, MatrixFunction, NuclearNorm,
+                       NuclearRate, OpNorm, SigmaMin, SingularRate, TopSum, TopSumRate, fro, lambda_max, lambda_min,
+                       norm, nuclear_norm, sigma_max, sigma_min, top_sum)
 from .vocabulary import (DIMS, DYNAMICS, PERTURBATIONS, STATE, STRUCTURE, SYMBOLS, TARGET, E, E_U, E_V, NotPolynomial,
                          Phi, Phi_perp, Psi, Psi_perp, ShapeError, Sigma, Sigma_star, U, V, eta, format_shape, fro2,
                          is_scalar, k, m, n, r, same_dim, shape_of, t, trace)
 
-__all__ = ["Compiled", "Componentwise", "DIMS", "DYNAMICS", "E", "E_U", "E_V", "EigenRate", "FroNorm", "LambdaMax",
-           "LambdaMin", "MatrixFunction", "NotPolynomial", "OpNorm", "PERTURBATIONS", "Phi", "Phi_perp", "Psi",
-           "Psi_perp", "QUANTITIES", "Quantity", "RENAMED_QUANTITIES", "STATE", "STRUCTURE", "SYMBOLS", "ShapeError",
-           "Sigma", "Sigma_star", "SigmaMin", "SingularRate", "TARGET", "U", "V", "as_expr", "compile_expr",
-           "directional", "eta", "evaluate", "explicit", "format_shape", "fro", "fro2", "gd_step", "gradient",
-           "gradient_of", "is_scalar", "k", "lambda_max", "lambda_min", "m", "n", "norm", "problem_values", "r", "same_dim",
-           "shape_of", "sigma_max", "sigma_min", "t", "time_derivative", "trace", "vanishes", "vector_field",
-           "verify"]
+__all__ = ["AbsRate", "ClaimError", "ClaimSyntaxError", "Compiled", "Componentwise", "DIMS", "DYNAMICS", "E", "E_U",
+           "E_V", "EigenRate", "FroNorm", "FroRate", "LambdaMax", "LambdaMin", "MatrixFunction", "NotPolynomial",
+           "NuclearNorm", "NuclearRate", "OpNorm", "PERTURBATIONS", "Phi", "Phi_perp", "Psi", "Psi_perp", "QUANTITIES",
+           "Quantity", "RATES", "RENAMED_QUANTITIES", "STATE", "STRUCTURE", "SYMBOLS", "ShapeError", "Sigma",
+           "Sigma_star", "SigmaMin", "SingularRate", "TARGET", "TopSum", "TopSumRate", "U", "V", "Verification",
+           "as_expr", "compile_expr", "directional", "eta", "evaluate", "explicit", "format_shape", "fro", "fro2",
+           "gd_increment", "gd_step", "generic_sizes", "gradient", "gradient_of", "is_scalar", "k", "lambda_max",
+           "lambda_min", "m", "matrix_degree", "n", "norm", "nuclear_norm", "parse_expression", "problem_values", "r",
+           "same_dim", "shape_of", "sigma_max", "sigma_min", "t", "time_derivative", "top_sum", "trace", "vanishes",
+           "vector_field", "verify"]

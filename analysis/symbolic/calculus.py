@@ -11,8 +11,11 @@ import sympy as sp
 from sympy import (HadamardProduct, Identity, Inverse, MatAdd, MatMul, MatPow, MatrixExpr, MatrixSymbol, Trace,
                    Transpose, ZeroMatrix)
 
-from .spectral import MatrixFunction
+from .parsing import as_sympy
+from .sensing import AdjointMeasure, Measure
+from .spectral import AbsRate, MatrixFunction, magnitude
 from .vocabulary import NotPolynomial, ShapeError, format_shape
+
 
 def _zero_like(e):
     return ZeroMatrix(*e.shape) if isinstance(e, MatrixExpr) else sp.Integer(0)
@@ -41,7 +44,7 @@ def directional(expr, direction: dict):
 
     Parameters
     ----------
-    expr : sympy expression (scalar or matrix)
+    expr : sympy expression (scalar or matrix), or an expression string (safe parser, :mod:`.parsing`)
     direction : dict
         Leaf -> its derivative: ``{U: U̇, V: V̇}`` (matrix expressions of the leaf's shape), optionally
         a scalar symbol such as ``t: 1``. Leaves not in the dict are constants.
@@ -49,9 +52,12 @@ def directional(expr, direction: dict):
     Returns
     -------
     sympy expression of the shape of ``expr``
-        Unexpanded (sums such as Σ − UVᵀ stay whole). Spectral functions contribute their rate
-        (e.g. ``norm(X)`` → u₁ᵀ DX v₁), valid where the singular value or eigenvalue is simple.
+        Unexpanded (sums such as Σ − UVᵀ stay whole). Spectral functions and |x| contribute their
+        right-derivative (e.g. ``norm(X)`` → u₁ᵀ DX v₁ where σ₁ is simple, the one-sided cluster rule
+        where it is repeated: :mod:`.spectral_rates`).
     """
+    expr = as_sympy(expr)
+    direction = {as_sympy(leaf, "a leaf"): as_sympy(d, "a direction") for leaf, d in direction.items()}
     leaves = tuple(direction)
     for leaf, d in direction.items():
         if isinstance(leaf, MatrixExpr) and not (isinstance(d, MatrixExpr) and tuple(d.shape) == tuple(leaf.shape)):
@@ -64,7 +70,7 @@ def directional(expr, direction: dict):
         if not e.has(*leaves):
             out = _zero_like(e)
         elif e in direction:
-            out = sp.sympify(direction[e])
+            out = direction[e]
         elif isinstance(e, MatAdd):
             out = _add([D(a) for a in e.args], e)
         elif isinstance(e, MatMul):
@@ -88,6 +94,9 @@ def directional(expr, direction: dict):
             dinv = -inv * D(e.args[0]) * inv
             p = 1 if isinstance(e, Inverse) else -int(e.exp)
             out = _add([_mul([*([inv] * i), dinv, *([inv] * (p - 1 - i))]) for i in range(p)], e)
+        elif getattr(e, "is_linear_map", False):  # 𝒜(X), 𝒜*(z): D[L(X)] = L(DX)
+            d = D(e.arg)
+            out = _zero_like(e) if _is_zero(d) else e.func(d)
         elif isinstance(e, HadamardProduct):
             out = _add([HadamardProduct(*e.args[:i], D(a), *e.args[i + 1:]) for i, a in enumerate(e.args)], e)
         elif isinstance(e, MatrixFunction):
@@ -106,8 +115,9 @@ def directional(expr, direction: dict):
             if ex.has(*leaves):
                 raise TypeError(f"cannot differentiate {e}: its exponent depends on the state")
             out = _mul([ex, base ** (ex - 1), D(base)])
-        elif isinstance(e, sp.Abs):  # d|x| = sign(x) dx for real x; sympy's own rule assumes complex x
-            out = _mul([sp.sign(e.args[0]), D(e.args[0])])
+        elif isinstance(e, sp.Abs):  # d⁺|x| = sign(x) dx, |dx| at x = 0; sympy's own rule assumes complex x
+            d = D(e.args[0])
+            out = sp.Integer(0) if _is_zero(d) else AbsRate(e.args[0], d, magnitude(e.args[0]), magnitude(d))
         elif isinstance(e, sp.Function) and len(e.args) == 1:  # exp, log, ...
             x = sp.Dummy("x")
             out = _mul([e.func(x).diff(x).subs(x, e.args[0]), D(e.args[0])])
@@ -116,7 +126,7 @@ def directional(expr, direction: dict):
         memo[e] = out
         return out
 
-    return D(sp.sympify(expr)).doit()
+    return D(expr).doit()
 
 
 # Expansion into non-commuting monomials (for gradients and exact GD polynomials)
@@ -150,6 +160,8 @@ def _monomials(X, wrt) -> list:
         return [(c, tuple(f.T for f in reversed(fs))) for c, fs in _monomials(X.arg, wrt)]
     if isinstance(X, MatPow) and X.exp.is_Integer and X.exp > 0:
         return _monomials(MatMul(*([X.base] * int(X.exp))), wrt)
+    if getattr(X, "is_linear_map", False):  # L(Σ c·F₁⋯F_p) = Σ c·L(F₁⋯F_p)
+        return [(c, (X.func(_product(fs, X.arg.shape)),)) for c, fs in _monomials(X.arg, wrt)]
     raise NotPolynomial(f"{X} is not a polynomial in {', '.join(map(str, wrt))}")
 
 
@@ -164,7 +176,7 @@ def _canonical_trace(fs) -> sp.Expr:
 
 def _expand_scalar(s, wrt) -> sp.Expr:
     """A scalar expression expanded so that every trace involving ``wrt`` is tr(monomial)."""
-    s = sp.sympify(s)
+    s = as_sympy(s)
     if not s.has(*wrt) or s.is_Symbol:
         return s
     if isinstance(s, Trace):
@@ -190,7 +202,7 @@ def gradient_of(q, X):
         raise NotPolynomial(f"{q} has no symbolic gradient: its derivative is not a trace ⟨G, d{X.name}⟩ (spectral "
                             f"functions such as norm or lambda_min only have directional derivatives; use "
                             f"directional() or time_derivative())") from None
-    terms = []
+    pending = []  # (coefficient, factors of a trace monomial tr(F₁⋯F_p) linear in dX)
     for term in sp.Add.make_args(L):
         if term == 0:
             continue
@@ -198,15 +210,37 @@ def gradient_of(q, X):
         carriers = [f for f in factors if f.has(dX)]
         if len(carriers) != 1 or not isinstance(carriers[0], Trace):
             raise NotPolynomial(f"cannot write the derivative term {term} as a trace ⟨G, d{X.name}⟩")
-        coeff = sp.Mul(*[f for f in factors if f is not carriers[0]])
         arg = carriers[0].arg
-        fs = arg.args if isinstance(arg, MatMul) else (arg,)
+        pending.append((sp.Mul(*[f for f in factors if f is not carriers[0]]),
+                        arg.args if isinstance(arg, MatMul) else (arg,)))
+    terms = []
+    while pending:
+        coeff, fs = pending.pop()
         i = next(j for j, f in enumerate(fs) if f.has(dX))
         rest = fs[i + 1:] + fs[:i]
         if fs[i] == dX:  # tr(rest · dX) = ⟨restᵀ, dX⟩
             terms.append(coeff * _product(tuple(f.T for f in reversed(rest)), X.shape))
         elif fs[i] == dX.T:  # tr(dXᵀ · rest) = ⟨rest, dX⟩
             terms.append(coeff * _product(rest, X.shape))
+        elif _is_image(fs[i]):
+            # dX inside a linear map L (𝒜): tr(L(W)ᵀ·rest) = ⟨L(W), rest⟩ = ⟨L*(rest), W⟩ and
+            # tr(L(W)·rest) = ⟨L*(restᵀ), W⟩, i.e. tr(L*(·)ᵀ W), whose monomials are then read as above
+            image = fs[i]
+            transposed = isinstance(image, Transpose)
+            image = image.arg if transposed else image
+            z = _product(rest, (1, 1)) if transposed else _product(tuple(f.T for f in reversed(rest)), (1, 1))
+            adjoint = _adjoint_of(image)(z)
+            pending += [(coeff * c, (adjoint.T, *ws)) for c, ws in _monomials(image.arg, (dX,))]
         else:
             raise NotPolynomial(f"d{X.name} appears inside {fs[i]}")
     return _add(terms, X).doit()
+
+
+def _is_image(f) -> bool:
+    """Whether a factor is L(W) or L(W)ᵀ for a linear map L of :mod:`.sensing`."""
+    return getattr(f.arg if isinstance(f, Transpose) else f, "is_linear_map", False)
+
+
+def _adjoint_of(image):
+    """The adjoint map of a linear image's map (𝒜 ↦ 𝒜*, 𝒜* ↦ 𝒜)."""
+    return {Measure: AdjointMeasure, AdjointMeasure: Measure}[type(image)]

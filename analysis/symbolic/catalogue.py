@@ -109,16 +109,26 @@ def renamed_hint(name: str) -> str:
 
 
 def as_expr(q):
-    """A catalogue name, a :class:`Quantity` or a sympy expression, as the sympy expression."""
+    """A catalogue name, a :class:`Quantity`, an expression string or a sympy expression, as sympy.
+
+    A string that is a catalogue name gives that quantity; any other string is parsed by the safe
+    parser (:func:`pgflow.analysis.symbolic.parsing.parse_expression`, never ``eval``), so
+    ``as_expr("U.T*U - V.T*V")`` is the imbalance. An unknown plain name is a KeyError listing the
+    catalogue.
+    """
     if isinstance(q, str):
-        if q not in QUANTITIES:
+        if q in QUANTITIES:
+            return QUANTITIES[q].expr
+        from .parsing import base_names, parse_expression  # parsing reads this catalogue
+
+        if q.strip().isidentifier() and q.strip() not in base_names():
             close = difflib.get_close_matches(q, list(QUANTITIES), n=3)
             hint = renamed_hint(q) or (f" (did you mean {', '.join(close)}?)" if close else "")
             raise KeyError(f"unknown quantity {q!r}{hint}; known: {', '.join(QUANTITIES)}")
-        return QUANTITIES[q].expr
+        return parse_expression(q)[0]
     if isinstance(q, Quantity):
         return q.expr
     if not isinstance(q, sp.Basic):
-        raise TypeError(f"a quantity must be a catalogue name, a Quantity or a sympy expression, "
-                        f"got {type(q).__name__}")
+        raise TypeError(f"a quantity must be a catalogue name, a Quantity, an expression string or a sympy "
+                        f"expression, got {type(q).__name__}")
     return q

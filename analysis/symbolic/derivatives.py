@@ -11,8 +11,8 @@ from sympy import MatrixExpr, MatrixSymbol
 
 from .calculus import _add, _expand_scalar, _monomials, _mul, directional, gradient_of
 from .catalogue import QUANTITIES, as_expr
-from .vocabulary import (DYNAMICS, PERTURBATIONS, E, E_U, E_V, ShapeError, U, V, eta, format_shape, is_scalar,
-                         shape_of, t)
+from .vocabulary import (DYNAMICS, PERTURBATIONS, E, E_U, E_V, NotPolynomial, ShapeError, U, V, eta, format_shape,
+                         is_scalar, shape_of, t)
 
 def gradient(q, wrt=U):
     """∇_wrt q of a scalar quantity, as a matrix expression of the shape of ``wrt``.
@@ -161,3 +161,34 @@ def gd_step(q):
     shape_of(q)
     _check_differentiable(q, "the GD step")
     return _gd_step(q)
+
+
+def gd_increment(q):
+    r"""q(U − ηG_U, V − ηG_V, t + η) − q(U, V, t), the change of q over one GD step.
+
+    For q polynomial in U and V this is :func:`gd_step` (the exact η-polynomial, cancellation-free);
+    otherwise (spectral functions, square roots, ...) it is the shifted expression minus q, which is
+    evaluated at the next iterate x₊ = x − η∇f(x) of each state.
+
+    Parameters
+    ----------
+    q : str, Quantity or sympy expression (scalar or matrix)
+
+    Returns
+    -------
+    sympy expression of the shape of q
+
+    Examples
+    --------
+    >>> from pgflow.analysis.symbolic import norm
+    >>> gd_increment(norm(QUANTITIES["J"].expr)).has(eta)
+    True
+    """
+    q = as_expr(q)
+    shape_of(q)
+    _check_differentiable(q, "the GD step")
+    try:
+        return _gd_step(q)
+    except NotPolynomial:
+        G_U, G_V = QUANTITIES["G_U"].expr, QUANTITIES["G_V"].expr
+        return q.xreplace({U: U - eta * G_U, V: V - eta * G_V, t: t + eta}) - q

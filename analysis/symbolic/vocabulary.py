@@ -46,14 +46,24 @@ class NotPolynomial(ValueError):
     """The expression is not a polynomial in the requested matrices (so it has no exact GD polynomial)."""
 
 
+def _safe(X):
+    if isinstance(X, sp.Basic):
+        return X
+    from .parsing import as_sympy  # parsing builds on this module; a string never reaches sympify
+
+    return as_sympy(X)
+
+
 def trace(X) -> sp.Expr:
     """tr X for a square matrix expression (shape-checked)."""
+    X = _safe(X)
     _check_square(X, "trace")
     return Trace(X)
 
 
 def fro2(X) -> sp.Expr:
     """‖X‖²_F = tr(XᵀX)."""
+    X = _safe(X)
     return Trace(X.T * X)
 
 
@@ -66,8 +76,18 @@ def format_shape(shape) -> str:
     return "×".join(str(s) if isinstance(s, (int, sp.Symbol, sp.Integer)) else f"({s})" for s in shape)
 
 
+def _dim(d):
+    """A size as a sympy expression (ints become Integers; strings are refused, never parsed)."""
+    if isinstance(d, sp.Basic):
+        return d
+    if isinstance(d, int) and not isinstance(d, bool):
+        return sp.Integer(d)
+    raise TypeError(f"a size must be an int or a sympy expression in m, n, k, r, got {d!r}")
+
+
 def same_dim(a, b) -> bool:
-    return a == b or sp.expand(sp.sympify(a) - sp.sympify(b)) == 0
+    """Whether two sizes (ints or expressions in m, n, k, r) are the same for all sizes."""
+    return a == b or sp.expand(_dim(a) - _dim(b)) == 0
 
 
 def _check_square(X, what: str) -> None:
@@ -83,12 +103,26 @@ def shape_of(expr):
     sympy only rejects a product such as ``U*V`` when it can decide that the inner sizes differ,
     which with symbolic sizes (k against n) it cannot; this check compares the sizes structurally.
 
+    Parameters
+    ----------
+    expr : sympy expression or str
+        A string is parsed by the safe parser (:mod:`.parsing`): ``"U*V.T"`` is the m×n product.
+
     Raises
     ------
     ShapeError
         Naming the smallest offending sub-expression and the shapes involved.
+    ClaimSyntaxError
+        A string that is not an expression of the language (never evaluated).
+
+    Examples
+    --------
+    >>> shape_of("U*V.T")
+    (m, n)
     """
-    return _shape(sp.sympify(expr), {})
+    from .parsing import as_sympy  # parsing builds on this module
+
+    return _shape(as_sympy(expr), {})
 
 
 def _shape(e, memo):
@@ -118,6 +152,8 @@ def _shape(e, memo):
         else:
             for a in e.args:
                 _shape(a, memo)
+            if hasattr(e, "check_args"):  # a linear map of :mod:`.sensing` checks its argument's shape
+                e.check_args()
         out = tuple(e.shape)
     else:
         if isinstance(e, Trace):

@@ -11,6 +11,7 @@ from its top folder.
 from __future__ import annotations
 
 from ..figures import gallery
+from .errors import check_folder
 
 
 def register(subparsers) -> None:
@@ -28,5 +29,9 @@ def figures_command(args) -> int:
         for i, name in enumerate(gallery.FIGURES, 1):
             print(f"{i}  {name}: {gallery.module(name).TITLE}")
         return 0
+    # before any figure is computed: a bad folder would otherwise fail only at the first write
+    for option, folder in (("--out", args.out), ("--cache", gallery.cache_argument(args))):
+        if folder not in (None, "default"):
+            check_folder(folder, option)
     gallery.render_all(args.only, args.out, quick=args.quick, cache=gallery.cache_argument(args))
     return 0

@@ -17,10 +17,13 @@ of matrix sensing against the number of measurements and the init scale). Its se
     Optional phase diagram of ``value`` over axes ``x`` and ``y``, reduced over replicates by
     ``reduce`` ("median", "mean", "min", "max"), with a logarithmic colour scale if ``log_value``.
 
-Writes into the output folder: ``runs/<run id>.json`` per run, atomically as each finishes (a re-run
-skips them, so an interrupted sweep resumes where it stopped); ``table.csv``, every run in grid
-order; and with [plot], ``phase_diagram.png``. Failed runs (diverging GD, failed solves) are rows
-with status "failed" and their error; they do not stop the sweep.
+Writes into the output folder: ``runs/<run id>.json`` per run, atomically and with a checksum as
+each finishes (a re-run skips them, so an interrupted sweep resumes where it stopped; a corrupt or
+hand-edited one is moved to ``runs/corrupt/`` and its run computed again); ``table.csv``, every run
+in grid order; and with [plot], ``phase_diagram.png``. Failed runs (diverging GD, failed solves)
+are rows with status "failed" and their error; they do not stop the sweep. A run whose worker
+process dies (killed, out of memory) is run once more; if it dies again it is reported by name, the
+other runs go on, and the command exits with status 1 (run it again to retry that run).
 """
 
 from __future__ import annotations
@@ -28,15 +31,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import textwrap
 
 import numpy as np
 
-from ..analysis.config import check_keys
-from ..analysis.sweeps import (EXAMPLES, EXECUTORS, FIELDS, REDUCTIONS, Sweep, example_path, phase_diagram,
-                               read_config, run_sweep)
+from ..analysis.config import check_keys, read_bytes
+from ..analysis.sweeps import (DEFAULT_REDUCTIONS, EXAMPLES, EXECUTORS, FIELDS, REDUCTIONS, SWEEP_KEYS, Sweep, example_path,
+                               phase_diagram, read_config, run_sweep)
 from ..analysis.text import table
 from ..figures.output import save_figure
+from ..flows.checks import positive_int
+from .errors import CommandFailed, check_folder
+
 REDUCERS = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
 PLOT_DEFAULTS = {"x": None, "y": None, "value": "recovery_error", "reduce": "median", "log_value": True, "title": ""}
 PLOT_FILE = "phase_diagram.png"
@@ -46,6 +52,9 @@ def config_path(config: str) -> str:
     """A TOML path, or the path of the shipped example of that name."""
     if config in EXAMPLES and not os.path.exists(config):
         return example_path(config)
+    if not os.path.exists(config) and os.sep not in config and not config.endswith(".toml"):
+        raise FileNotFoundError(f"config {config}: no such file, and no shipped example of that name (the "
+                                f"examples are {', '.join(EXAMPLES)})")
     return config
 
 
@@ -114,10 +123,56 @@ def register(subparsers) -> None:
     p.set_defaults(handler=sweep_command)
 
 
+GROUPS = {
+    "problem": ("problem", "m", "n", "rank", "width", "condition", "measurements", "observed", "noise"),
+    "initial state": ("init", "scale"),
+    "dynamics": ("dynamics", "t_end", "method", "rtol", "atol", "step_size", "variant", "save_every"),
+    "perturbation (dynamics pgf_residual, pgf_additive; gd when rho or xi0 > 0)":
+        ("rho", "xi0", "perturbation_interval", "perturbation_norm"),
+    "parameters of the reductions": ("eps", "fraction", "order_step_sizes"),
+    "seeds": ("problem_seed", "init_seed", "perturbation_seed"),
+}
+"""The sections of ``--list-fields``: title -> fields (a field not listed goes under "other")."""
+
+SWEEP_DEFAULTS = {"seed": 0, "replicates": 1}
+SWEEP_HELP = {"seed": "the root seed of every \"spawn\" seed", "replicates": "runs per grid cell"}
+
+
+def _comment(text: str, indent: str = "# ") -> list[str]:
+    return textwrap.wrap(text, width=100, initial_indent=indent, subsequent_indent=indent)
+
+
 def fields_text() -> str:
-    """Every run field with its default, as a TOML [base] section, and the reductions."""
-    lines = ["[base]"] + [f"{name} = {json.dumps(f.default)}  # {f.help}" for name, f in FIELDS.items()]
-    lines += ["", "[sweep]", f"reductions = {json.dumps(list(REDUCTIONS))}"]
+    """Every run field with its default and what it means, as a valid TOML config (its [base] and
+    [sweep] sections), and the reductions."""
+    lines = _comment("Every field of a sweep's runs at its default, and what it means. Set fields in [base], "
+                     "or vary them on an axis: [grid] field = [values], or a [[zip]] of fields varied "
+                     "together. A run file keeps only the fields that apply to its run (a GF run has no "
+                     "step_size). This text is itself a valid config.") + ["", "[base]"]
+    listed = [name for names in GROUPS.values() for name in names]
+    groups = {**GROUPS, "other": tuple(name for name in FIELDS if name not in listed)}
+    for title, names in groups.items():
+        names = [name for name in names if name in FIELDS]
+        if not names:
+            continue
+        lines += ["", f"# --- {title} ---"]
+        width = max(len(f"{name} = {json.dumps(FIELDS[name].default)}") for name in names)
+        for name in names:
+            assignment = f"{name} = {json.dumps(FIELDS[name].default)}"
+            help_lines = textwrap.wrap(FIELDS[name].help, width=max(40, 100 - width - 4))
+            lines.append(f"{assignment:<{width}}  # {help_lines[0]}")
+            lines += [f"{'':<{width}}  # {line}" for line in help_lines[1:]]
+    lines += ["", "[sweep]"]
+    for key in SWEEP_KEYS:
+        if key in SWEEP_DEFAULTS:
+            lines.append(f"{key + ' = ' + str(SWEEP_DEFAULTS[key]):<14}  # {SWEEP_HELP[key]}")
+    lines.append("# reductions: each adds its columns to the table (default: " + ", ".join(DEFAULT_REDUCTIONS)
+                 + ")")
+    width = max(map(len, REDUCTIONS))
+    for name, reduction in REDUCTIONS.items():
+        text = textwrap.wrap(reduction.help, width=100 - width - 6)
+        lines += [f"#   {name:<{width}}  {text[0]}"] + [f"#   {'':<{width}}  {line}" for line in text[1:]]
+    lines.append(f"reductions = {json.dumps(list(REDUCTIONS))}")
     return "\n".join(lines) + "\n"
 
 
@@ -129,9 +184,9 @@ def sweep_command(args) -> int:
         raise ValueError("give a CONFIG: a TOML file, or a shipped example: " + ", ".join(EXAMPLES))
     path = config_path(args.config)
     if args.print_config:
-        with open(path, encoding="utf-8") as fh:
-            print(fh.read(), end="")
+        print(read_bytes(path).decode("utf-8", errors="replace"), end="")
         return 0
+    workers = None if args.workers is None else positive_int(args.workers, "--workers")
     config = read_config(path)
     source = f"config {path}"
     sweep = Sweep.from_config(config, source=source)
@@ -139,16 +194,21 @@ def sweep_command(args) -> int:
     check_keys(output, ("folder",), f"{source}: [output]")
     stem = os.path.splitext(os.path.basename(path))[0]
     out = args.out or output.get("folder", os.path.join("pgflow-output", stem))
+    if not isinstance(out, str) or not out:
+        raise ValueError(f"{source}: output.folder must be a folder name, got {out!r}")
     plot = plot_options(config, sweep, source)
+    check_folder(out, "--out" if args.out else f"{source}: output.folder")
     try:
-        table = run_sweep(sweep, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+        table = run_sweep(sweep, out, executor=args.executor, workers=workers, scheduler=args.scheduler,
                           progress=False if args.no_progress else None)
-    except ImportError as exc:  # --scheduler without dask installed: say what to install, no traceback
-        print(f"pgflow sweep: error: {exc}", file=sys.stderr)
-        return 2
-    failed = [row for row in table.rows if row["status"] != "ok"]
+    except ConnectionError as exc:  # name the option the address came from
+        raise ConnectionError(f"--scheduler: {exc}") from exc
+    for note in table.corrupt:
+        print(f"corrupt {note}")
+    failed = [row for row in table.rows if row["status"] == "failed"]
     print(f"sweep {path}: {len(table)} runs ({table.computed} computed, {table.reused} already stored), "
-          f"{len(table) - len(failed)} ok, {len(failed)} failed")
+          f"{len(table) - len(failed) - len(table.killed)} ok, {len(failed)} failed"
+          + (f", {len(table.killed)} killed" if table.killed else ""))
     for row in failed[:5]:
         print(f"  run {row['run']} failed: {row['error']}")
     paths = [os.path.join(out, "table.csv")]
@@ -157,5 +217,10 @@ def sweep_command(args) -> int:
         print(f"{plot['value']}, {plot['reduce']} over replicates:")
         print(_text_grid(xs, ys, Z, plot))
         paths.append(save_figure(figure(xs, ys, Z, plot), os.path.join(out, PLOT_FILE)))
-    print("wrote: " + ", ".join(paths) + f" and {len(table)} run files in {os.path.join(out, 'runs')}")
+    print("wrote: " + ", ".join(paths) + f" and {len(table) - len(table.killed)} run files in "
+          f"{os.path.join(out, 'runs')}")
+    if table.killed:
+        raise CommandFailed(f"{len(table.killed)} run(s) killed twice, not stored: {'; '.join(table.killed)} "
+                            "(their worker process died: killed or out of memory); run the command again to retry "
+                            "them")
     return 0

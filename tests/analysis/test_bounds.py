@@ -342,3 +342,106 @@ def test_check_refuses_runs_and_missing_values(ensemble, gd_runs):
         B.check("eta <= 1", ensemble[0])
     with pytest.raises(TypeError, match="must be a Run"):
         B.check("loss >= 0", [ensemble[0].trajectory])
+
+
+# ---------------------------------------------------------------------------------------------
+# runs that know what they are; derivatives against their trajectories; hypotheses (issue #17)
+# ---------------------------------------------------------------------------------------------
+
+def test_a_run_refuses_a_label_its_trajectory_contradicts(problem, gd_runs):
+    gd_traj = gd_runs[0].trajectory
+    with pytest.raises(ValueError, match="records dynamics 'gd'"):
+        B.Run(problem, gd_traj, "gf")
+    with pytest.raises(ValueError, match="step_size"):
+        B.Run(problem, gd_traj, "gd", step_size=2 * gd_runs[0].step_size)
+    alternating = gradient_descent(problem, gd_traj.x[0], gd_runs[0].step_size, 5, variant="alternating")
+    with pytest.raises(ValueError, match="alternating"):
+        B.Run(problem, alternating, "gd", step_size=gd_runs[0].step_size)
+    sensing = MatrixSensing.random(m=5, n=4, rank=1, width=2, n_measurements=40, seed=3)
+    flow = GradientFlow(sensing)
+    traj = integrate(flow, init.gaussian(sensing, 0.1, seed=1), 1.0, t_eval=np.linspace(0, 1, 11))
+    with pytest.raises(ValueError, match="MatrixSensing is modelled only through its gradient flow"):
+        B.Run(sensing, traj, "gf")
+    assert B.Run.of(traj, flow).dynamics == "pgf_residual"
+
+
+def test_a_gd_trajectory_without_its_record_is_caught_by_its_differences(problem):
+    """GD labelled as GF: d/dt ‖UᵀU − VᵀV‖² is 0 along GF, but GD changes it every step."""
+    import dataclasses
+
+    traj = gradient_descent(problem, init.gaussian(problem, 0.3, seed=_seeds(1)[0]), 0.1, 60)
+    bare = dataclasses.replace(traj, dynamics=None)
+    drift = float(np.ptp(S.evaluate("imbalance_sq", problem, traj.x)))
+    assert drift > 0.01
+    report = B.check("derivative(imbalance_sq) == 0", B.Run(problem, bare, "gf"))
+    assert report.first_violation is None  # every value satisfies the claim ...
+    assert not report.holds and report.verdict == "UNRELIABLE"  # ... but the values are not this run's
+    check, = report.disagreements
+    assert check.compared == 60 and check.mismatched >= 55
+    assert abs(check.symbolic) <= 1e-12 and check.differenced > 1e-3
+    text = B.table([report])
+    assert "DISAGREES" in text and "UNRELIABLE" in text.splitlines()[2]
+    good = B.check("derivative(imbalance_sq) == 0", B.Run.of(traj, problem))
+    assert not good.holds and good.verdict == "VIOLATED" and not good.disagreements
+
+
+def test_a_wrong_perturbation_is_caught_by_the_differences(problem):
+    import dataclasses
+
+    E_true = perturbations.FixedPerturbation(0.3 * np.ones(problem.target.shape))
+    flow = PerturbedGradientFlow(problem, E_true)
+    traj = integrate(flow, init.gaussian(problem, 0.3, seed=_seeds(2)[0]), 2.0, t_eval=np.linspace(0, 2, 41),
+                     rtol=1e-10, atol=1e-12)
+    wrong = perturbations.FixedPerturbation(np.zeros(problem.target.shape))
+    with pytest.raises(ValueError, match="not the one the trajectory records"):
+        B.Run(problem, traj, "pgf_residual", perturbation=wrong)
+    bare = B.Run(problem, dataclasses.replace(traj, dynamics=None), "pgf_residual", perturbation=wrong)
+    report = B.check(claims.get("noise_U_rate"), bare)
+    assert report.verdict == "UNRELIABLE" and not report.holds
+    assert B.check(claims.get("noise_U_rate"), B.Run.of(traj, flow)).verdict == "holds"
+
+
+def test_derivatives_agree_with_the_trajectories_of_every_true_claim(ensemble, gd_runs):
+    for name in ("imbalance_conserved", "loss_decreases", "noise_U_rate", "signal_U_rate", "ye_du_J_nonincreasing"):
+        claim = claims.get(name)
+        runs = [r for r in ensemble + gd_runs if r.dynamics in claim.dynamics]
+        report = B.check(claim, runs)
+        assert report.holds and not report.disagreements, report.summary()
+        compared = [c for c in report.derivative_checks if c.compared]
+        assert compared and max(c.worst for c in compared) <= 0.5
+
+
+def test_table_says_what_its_columns_are(ensemble):
+    reports = [B.check(claims.get("noise_U_rate"), ensemble[:2]),
+               B.check(B.Claim("derivative(loss) >= 0", expect=False, name="loss grows (false)"), ensemble[:2])]
+    lines = B.table(reports).splitlines()
+    assert lines[0].split()[:7] == ["claim", "dynamics", "runs", "states", "holds", "must_hold", "as_expected"]
+    assert "expected" not in lines[0].replace("as_expected", "")
+    row = lines[3].split()
+    assert row[:3] == ["loss", "grows", "(false)"] and row[6:9] == ["NO", "no", "yes"]
+
+
+def test_hypotheses_restrict_the_states_a_claim_is_checked_on(ensemble):
+    run = ensemble[0]
+    loss = run.trajectory.monitors["loss"]
+    cut = float(np.median(loss))
+    claim = B.Claim(f"loss <= {cut!r}", assume="loss <= " + repr(cut))
+    report = B.check(claim, run)
+    assert report.holds and report.n_excluded == int(np.sum(loss > cut)) > 0
+    assert not B.check(B.Claim(f"loss <= {cut!r}"), run).holds
+    per_dynamics = B.Claim("derivative(loss) <= 0", assume={"gd": "eta <= 0"})
+    assert per_dynamics.hypotheses_for("gf") == () and len(per_dynamics.hypotheses_for("gd")) == 1
+    with pytest.raises(B.ClaimError, match="assume"):
+        B.Claim("loss >= 0", assume={"sgd": "loss >= 0"})
+    nothing = B.check(B.Claim("loss >= 0", assume="loss <= -1"), run)  # no state meets the hypothesis
+    assert not nothing.holds and nothing.verdict == "NOT CHECKED" and "NOT CHECKED" in B.table([nothing])
+
+
+def test_diverged_gd_is_judged_on_the_steps_before_divergence():
+    from pgflow.analysis.bounds.ensembles import ensemble_runs
+
+    p_dim = (6 + 5) * 2
+    x0 = (3.0 * np.random.default_rng(0).standard_normal(p_dim)).tolist()
+    runs = ensemble_runs({"m": 6, "n": 5, "dynamics": ["gd"], "t_end": 2.0, "x0": x0})
+    assert "diverged" in runs[0].label and len(runs[0].trajectory.t) >= 2
+    assert not B.check(claims.FALSE_VARIANTS["loss_decreases"], runs).holds

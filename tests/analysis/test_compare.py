@@ -50,7 +50,7 @@ def test_finer_grid_is_indexed_not_interpolated(runs):
 
 def test_dense_output_alignment_and_monitors(runs):
     p, x0, gd, _ = runs
-    flow = integrate(GradientFlow(p), x0, 1.0, method="RK45", rtol=1e-10, atol=1e-12)
+    flow = integrate(GradientFlow(p), x0, 1.0, method="RK45", rtol=1e-10, atol=1e-12, dense_output=True)
     assert not np.isin(gd.t[1:-1], flow.t).all()
     bare = compare(gd, flow)
     assert bare.meta["alignment"] == "dense" and bare.monitors == {}
@@ -115,6 +115,6 @@ def test_bad_input(runs):
     coarse = integrate(GradientFlow(p), x0, 1.0, t_eval=[0.0, 0.5, 1.0], dense_output=False)
     with pytest.raises(ValueError, match="no dense output"):
         compare(gd, coarse)
-    short = integrate(GradientFlow(p), x0, 0.5)
+    short = integrate(GradientFlow(p), x0, 0.5, dense_output=True)
     with pytest.raises(ValueError, match="b must cover the times of a"):
         compare(gd, short)

@@ -6,10 +6,10 @@ import pytest
 import scipy.integrate
 import scipy.linalg
 
-from pgflow.analysis.discretization import (DiscretizationStudy, error_vs_step, fit_order, imbalance, imbalance_rate,
-                                            imbalance_step)
-from pgflow.flows import (DivergenceError, GradientFlow, MatrixFactorization, SymmetricFactorization, gradient_descent,
-                          init, integrate)
+from pgflow.analysis.discretization import (ASYMPTOTIC_TOL, DiscretizationStudy, error_vs_step, fit_order, imbalance,
+                                            imbalance_rate, imbalance_step, local_slopes, suggest_step_sizes)
+from pgflow.flows import (DivergenceError, GradientFlow, IntegrationError, MatrixFactorization, SymmetricFactorization,
+                          gradient_descent, init, integrate)
 from pgflow.flows.dynamics import scaled_gradient
 from pgflow.flows.dynamics import ModifiedFlow, ScaledGradientFlow
 from pgflow.flows.sensing import MatrixSensing
@@ -85,7 +85,51 @@ def test_modified_flow_is_gradient_plus_half_eta_hessian_gradient(mf):
     batch = np.stack([x, 2 * x])
     np.testing.assert_allclose(flow(0.0, batch)[1], flow(0.0, 2 * x), rtol=1e-13)
     assert flow.jac is None and flow.describe() == {"flow": "ModifiedFlow", "step_size": 0.05,
-                                                    "variant": "simultaneous"}
+                                                    "variant": "simultaneous", "order": 1}
+
+
+def test_second_order_modified_flow_adds_explicit_eulers_eta_squared_term(mf):
+    # f₃ = (1/12)F″(F, F) + (1/3)F′F′F with F = −∇f (Hairer, Lubich & Wanner, IX.1): signs written out
+    p, x = mf
+    eta = 0.05
+    g = p.grad(x)
+    Hg = p.hvp(x, g)
+    expected = -g - 0.5 * eta * Hg - eta**2 * (p.third_derivative(x, g, g) / 12 + p.hvp(x, Hg) / 3)
+    flow = ModifiedFlow(p, eta, order=2)
+    np.testing.assert_allclose(flow(0.0, x), expected, rtol=1e-14)
+    assert flow.dynamics.order == 2 and flow.describe()["order"] == 2
+
+
+@pytest.mark.parametrize("kind", ["factorization", "symmetric", "sensing"])
+def test_one_gd_step_is_fourth_order_from_the_second_order_modified_flow(kind, mf, sensing):
+    p = {"factorization": mf[0], "sensing": sensing[0],
+         "symmetric": SymmetricFactorization.random(m=6, rank=2, width=2, condition=2.0, seed=0)}[kind]
+    x = init.gaussian(p, 0.6, seed=2)
+    etas = np.array([0.04, 0.02, 0.01, 0.005])
+    local = [np.linalg.norm(gradient_descent(p, x, eta, 1).final
+                            - integrate(ModifiedFlow(p, eta, order=2), x, eta, rtol=1e-13, atol=1e-16).final)
+             for eta in etas]
+    assert 3.7 <= fit_order(etas, local).order <= 4.3
+
+
+@pytest.mark.parametrize("kind", ["factorization", "sensing"])
+def test_gd_is_third_order_from_the_second_order_modified_flow(kind, mf, sensing):
+    p, x0 = {"factorization": mf, "sensing": sensing}[kind]
+    s = error_vs_step(p, x0, [0.04, 0.02, 0.01, 0.005], t_end=1.0, against="modified2", reference_rtol=1e-13)
+    assert s.ok, s.reasons
+    assert 2.8 <= s.order <= 3.2
+
+
+def test_second_order_modified_flow_refuses_what_is_not_derived(mf):
+    p, x = mf
+    with pytest.raises(ValueError, match="order must be 1 or 2"):
+        ModifiedFlow(p, 0.1, order=3)
+    with pytest.raises(ValueError, match="order must be 1 or 2"):
+        ModifiedFlow(p, 0.1, order=True)
+    with pytest.raises(ValueError, match="simultaneous"):
+        ModifiedFlow(p, 0.1, "alternating", order=2)
+    with pytest.raises(ValueError, match="modified2.*simultaneous"):
+        error_vs_step(p, x, [0.02, 0.01], 1.0, against="modified2", variant="alternating")
 
 
 def test_alternating_correction_is_the_second_order_term_of_the_step(mf):
@@ -220,6 +264,8 @@ def _orders(p, x0, etas, t_end, variant="simultaneous", measure="state"):
     assert 0.9 <= out["flow"].order <= 1.1, out["flow"].order
     assert 1.8 <= out["modified"].order <= 2.2, out["modified"].order
     assert out["flow"].order_stderr < 0.05 and out["modified"].order_stderr < 0.05
+    for study in out.values():   # ησ₁ ≤ 1/8: the local slopes have settled, and nothing is wrong
+        assert study.asymptotic and study.ok and study.verdict == "ok" and not study.diverged
     return out
 
 
@@ -285,5 +331,101 @@ def test_error_vs_step_bad_input(mf):
         error_vs_step(p, x0, [0.05, -0.025], 1.0)
     with pytest.raises(ValueError, match="x0 must have shape"):
         error_vs_step(p, x0[:-1], [0.05, 0.025], 1.0)
-    with pytest.raises(DivergenceError):
-        error_vs_step(p, init.gaussian(p, 3.0, seed=0), [1.0, 0.5], 20.0)
+
+
+# ---------------------------------------------------------------- local slopes, regime, verdict
+
+
+def test_local_slopes_are_the_pairwise_slopes(mf):
+    # by hand: errors 16e-4, 4e-4, 2e-4 at η = 0.4, 0.2, 0.1 -> slopes log(4)/log(2) = 2, log(2)/log(2) = 1
+    np.testing.assert_allclose(local_slopes([0.4, 0.2, 0.1], [16e-4, 4e-4, 2e-4]), [2.0, 1.0], rtol=1e-14)
+    # consecutive in order of decreasing η, whatever the order given; NaN next to a missing error
+    np.testing.assert_allclose(local_slopes([0.1, 0.4, 0.2], [2e-4, 16e-4, 4e-4]), [2.0, 1.0], rtol=1e-14)
+    np.testing.assert_array_equal(np.isnan(local_slopes([0.4, 0.2, 0.1], [16e-4, np.nan, 2e-4])), [True, True])
+    p, x0 = mf
+    etas = np.array([1, 1 / 2, 1 / 4, 1 / 8]) / (8 * p.target.sigma[0])
+    study = error_vs_step(p, x0, etas, 1.0, against="modified")
+    e = study.errors
+    by_hand = [np.log(e[j + 1] / e[j]) / np.log(etas[j + 1] / etas[j]) for j in range(3)]
+    assert study.local_slopes.shape == (3,)
+    np.testing.assert_allclose(study.local_slopes, by_hand, rtol=1e-13)
+    assert np.max(np.abs(study.local_slopes - study.order)) <= ASYMPTOTIC_TOL and study.asymptotic
+
+
+@pytest.mark.parametrize("against", ["flow", "modified"])
+def test_pre_asymptotic_study_is_flagged(mf, against):
+    """ησ₁ up to 1.2: the fit returns an order with a small standard error, but the local slopes drift
+    (0.88 → 1.05 against GF, 1.98 → 2.24 against the modified flow), so the study is not asymptotic."""
+    p, x0 = mf
+    etas = np.array([0.6, 0.3, 0.15, 0.075])            # σ₁ = 2
+    study = error_vs_step(p, x0, etas, 2.4, against=against)
+    assert study.reference_ok and not study.diverged     # nothing else is wrong
+    assert not study.asymptotic and not study.ok
+    assert np.max(np.abs(study.local_slopes - study.order)) > 2 * ASYMPTOTIC_TOL
+    assert study.reasons[0].startswith("not asymptotic") and "not asymptotic" in study.verdict
+    # the suggestion: halving from the largest η ≤ 1/(4σ₁) that divides t_end, as data and in the verdict
+    np.testing.assert_allclose(study.suggested_step_sizes, [0.12, 0.06, 0.03, 0.015], rtol=1e-15)
+    assert "[0.12, 0.06, 0.03, 0.015]" in study.verdict
+    redo = error_vs_step(p, x0, study.suggested_step_sizes, 2.4, against=against)
+    assert redo.asymptotic and redo.ok
+
+
+def test_suggested_step_sizes_divide_t_end_and_go_below_a_failure():
+    s = suggest_step_sizes([0.6, 0.3, 0.15], t_end=2.0, sigma1=2.0, asymptotic=False)
+    np.testing.assert_array_equal(s, [0.125, 0.0625, 0.03125, 0.015625])
+    s = suggest_step_sizes([0.6, 0.3, 0.15, 0.075, 0.0375], t_end=1.0, sigma1=3.0, asymptotic=False)
+    assert s.size == 5 and np.all(s * 3.0 <= 0.25) and s[0] == 1.0 / 12
+    np.testing.assert_allclose(1.0 / s, np.round(1.0 / s), rtol=1e-12)        # whole steps
+    # already below 1/(4σ₁) but still drifting: one halving further; below half a diverged η
+    np.testing.assert_array_equal(suggest_step_sizes([0.1, 0.05, 0.025], 1.0, 2.0, False),
+                                  [0.05, 0.025, 0.0125, 0.00625])
+    np.testing.assert_array_equal(suggest_step_sizes([0.1, 0.05, 0.025], 1.0, 2.0, True), [0.1, 0.05, 0.025, 0.0125])
+    assert suggest_step_sizes([0.1, 0.05, 0.025], 1.0, 2.0, True, diverged=[0.1])[0] == 0.05
+
+
+def test_diverging_step_is_recorded_not_raised(mf):
+    p, _ = mf
+    x0 = init.gaussian(p, 1.0, seed=0)                    # sharpness ≈ 19 at the start
+    etas = np.array([0.5, 0.25, 0.125, 0.0625])
+    with pytest.raises(DivergenceError):                  # GD itself raises at η = 0.5 ...
+        gradient_descent(p, x0, 0.5, 4)
+    study = error_vs_step(p, x0, etas, 2.0)               # ... the study records it and goes on
+    assert list(study.diverged) == [0.5] and "diverged at step 3" in study.diverged[0.5]
+    assert np.isnan(study.errors[0]) and np.all(np.isfinite(study.errors[1:]))
+    assert np.isnan(study.reference_error[0]) and study.comparisons[0] is None and study.times[0].size == 0
+    assert study.meta["gradient_descent"][0]["diverged"] == study.diverged[0.5]
+    assert study.fit.order == fit_order(etas[1:], study.errors[1:]).order
+    assert np.isnan(study.local_slopes[0]) and np.all(np.isfinite(study.local_slopes[1:]))
+    assert not study.ok and study.reasons[0] == "GD diverged at η = 0.5" and "η = 0.5" in study.verdict
+    assert study.suggested_step_sizes[0] <= 0.25
+    # every run diverging: still no exception, and no order
+    study = error_vs_step(p, init.gaussian(p, 3.0, seed=0), [1.0, 0.5], 20.0)
+    assert set(study.diverged) == {1.0, 0.5} and np.all(np.isnan(study.errors)) and np.isnan(study.order)
+    assert not study.ok and not study.asymptotic and not study.reference_ok
+    assert study.reasons == ("GD diverged at η = 1, 0.5",
+                             "0 finite errors: at least 3 are needed to see whether the local slopes have settled")
+
+
+def test_failed_modified_flow_solve_is_recorded_not_raised(mf, monkeypatch):
+    import pgflow.analysis.discretization as discretization
+    p, x0 = mf
+    real = discretization.integrate
+
+    def failing(flow, *args, **kwargs):   # the modified flow of the largest η blows up
+        if isinstance(flow, ModifiedFlow) and flow.step_size == 1 / 16:
+            raise IntegrationError("modified flow blew up", 0.3, None)
+        return real(flow, *args, **kwargs)
+
+    monkeypatch.setattr(discretization, "integrate", failing)
+    etas = np.array([1, 1 / 2, 1 / 4, 1 / 8]) / 16
+    study = error_vs_step(p, x0, etas, 1.0, against="modified")
+    assert np.isnan(study.errors[0]) and np.all(np.isfinite(study.errors[1:])) and not study.diverged
+    assert study.meta["reference"]["failed"] == {1 / 16: "modified flow blew up"}
+    assert not study.ok and "the modified flow's solve failed at η = 0.0625" in study.verdict
+
+
+def test_two_step_sizes_cannot_be_asymptotic(mf):
+    p, x0 = mf
+    study = error_vs_step(p, x0, np.array([1, 1 / 2]) / 16, 1.0)
+    assert study.reference_ok and study.local_slopes.shape == (1,) and not study.asymptotic and not study.ok
+    assert "at least 3" in study.verdict

@@ -1,20 +1,34 @@
+import collections
+import functools
 import json
 import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
 
 import numpy as np
 import pytest
 
-from pgflow.analysis.sweeps import (FIELDS, REDUCTIONS, TIMING_COLUMNS, Sweep, load_sweep, phase_diagram,
-                                    run_one, run_sweep)
+from pgflow.analysis.sweeps import (ATTEMPTS, FIELDS, KILLED, REDUCTIONS, TIMING_COLUMNS, Sweep, executors, load_sweep,
+                                    phase_diagram, run_id, run_one, run_sweep)
 
 TINY = {"m": 8, "n": 8, "rank": 2, "width": 2, "condition": 2.0, "t_end": 10.0}
 
 
 def run_files(out):
-    """Stored runs (a kill during a write may leave a hidden temporary file: not a run)."""
+    """Stored runs (a kill during a write may leave a hidden temporary file: not a run), each with what
+    a rewrite would change: inode, size, modification and change times (not the access time: a
+    sweep reads every stored run to check it)."""
     folder = os.path.join(out, "runs")
-    return {name: os.stat(os.path.join(folder, name)) for name in os.listdir(folder)
+    return {name: _written(os.stat(os.path.join(folder, name))) for name in os.listdir(folder)
             if name.endswith(".json") and not name.startswith(".")}
+
+
+def _written(stat):
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,3 +256,208 @@ def test_the_table_as_a_pandas_dataframe(small_table):
 def test_a_gd_step_size_that_does_not_divide_t_end_is_refused_before_any_run():
     with pytest.raises(ValueError, match=r"run 1 \(step_size = 0.3, replicate 0\): step_size must divide t_end = 1"):
         Sweep(base={**TINY, "dynamics": "gd", "t_end": 1.0}, grid={"step_size": [0.25, 0.3]})
+
+
+def test_a_missing_unreadable_or_malformed_config_file_is_named(tmp_path):
+    folder = tmp_path / "a_folder.toml"
+    folder.mkdir()
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"[base]\nm = \xff\xfe\n")
+    for path, message in ((tmp_path / "missing.toml", "missing.toml: no such file"),
+                          (folder, "a_folder.toml: is a folder, not a file"),
+                          (binary, "binary.toml: not a UTF-8 text file (byte 11 is 0xff)")):
+        with pytest.raises((OSError, ValueError), match=re.escape(message)):
+            load_sweep(path)
+    if os.path.exists("/dev/null"):  # a device could block a reader for ever: refused, not read
+        with pytest.raises(ValueError, match="config /dev/null: is not a regular file"):
+            load_sweep("/dev/null")
+
+
+# --------------------------------------------------------------------------------------------------
+# run files: only the fields that apply, checksummed; corrupt ones named, moved aside and recomputed
+# --------------------------------------------------------------------------------------------------
+
+def _record(out, row):
+    return json.loads((out / "runs" / f"{row['run_id']}.json").read_text())
+
+
+def test_run_files_hold_only_the_fields_that_apply_and_reproduce_their_run(tmp_path):
+    sweep = Sweep(base={**TINY, "t_end": 4.0, "step_size": 0.01, "save_every": 100},
+                  zipped=[{"dynamics": ["gf", "gd", "gd", "pgf_additive"], "rho": [0.0, 0.0, 0.05, 0.05]}],
+                  reductions=("recovery_error", "nfev"))
+    table = run_sweep(sweep, tmp_path, executor="serial")
+    gf, gd, perturbed_gd, pgf = (_record(tmp_path, row)["config"] for row in table.rows)
+    gd_fields, solver = {"step_size", "variant", "save_every"}, {"method", "rtol", "atol"}
+    perturbation = {"rho", "xi0", "perturbation_interval", "perturbation_norm", "perturbation_seed"}
+    other = {"measurements", "observed", "noise", "eps", "fraction", "order_step_sizes"}
+    assert set(FIELDS) - set(gf) == gd_fields | perturbation | other
+    assert set(FIELDS) - set(gd) == solver | perturbation | other
+    assert set(FIELDS) - set(perturbed_gd) == solver | other
+    assert set(FIELDS) - set(pgf) == gd_fields | {"perturbation_norm"} | other  # additive: always fro
+    for stored, row in zip((gf, gd, perturbed_gd, pgf), table.rows):
+        assert run_id(stored) == row["run_id"]  # the id is the hash of what the file holds
+        again = run_one(stored)
+        assert (again["status"], again["recovery_error"], again["nfev"]) == \
+            (row["status"], row["recovery_error"], row["nfev"])
+    assert table.rows[2]["recovery_error"] != table.rows[1]["recovery_error"]  # the perturbation acts
+
+
+def test_runs_that_differ_only_in_fields_that_do_not_apply_are_one_run(tmp_path):
+    seeds = {"problem_seed": 3, "init_seed": 4}
+    sweep = Sweep(base={**TINY, **seeds}, grid={"dynamics": ["gf", "gd"], "step_size": [0.01, 0.02]},
+                  reductions=("recovery_error",))
+    ids = [r.run_id for r in sweep.runs()]
+    assert ids[0] == ids[1] and len(set(ids)) == 3  # GF has no step size: one run, two rows
+    table = run_sweep(sweep, tmp_path, executor="serial")
+    assert len(run_files(tmp_path)) == 3 and table.rows[0]["recovery_error"] == table.rows[1]["recovery_error"]
+    assert table.rows[2]["recovery_error"] != table.rows[3]["recovery_error"]
+
+
+CORRUPTIONS = {
+    "garbage": lambda text: b"\x00\x9f\xffgarbage\x13" * 20,
+    "truncated": lambda text: text.encode()[:len(text) // 2],
+    "empty": lambda text: b"",
+    "empty object": lambda text: b"{}",
+    "edited number": None,  # one digit of the stored recovery error changed
+    "another run's file": None,
+}
+
+
+def _corrupt(path, kind, other):
+    text = path.read_text()
+    if kind == "edited number":
+        record = json.loads(text)
+        value = repr(record["row"]["recovery_error"])
+        digit = next(i for i in range(2, len(value)) if value[i].isdigit())
+        edited = value[:digit] + str((int(value[digit]) + 1) % 10) + value[digit + 1:]
+        assert edited != value and edited in text.replace(value, edited)
+        path.write_text(text.replace(value, edited))
+    elif kind == "another run's file":
+        path.write_bytes(other.read_bytes())
+    else:
+        path.write_bytes(CORRUPTIONS[kind](text))
+
+
+def test_corrupt_run_files_are_named_moved_aside_and_recomputed(tmp_path):
+    sweep = Sweep(base=TINY, grid={"scale": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5]},
+                  reductions=("recovery_error", "nfev"))
+    reference = run_sweep(sweep, tmp_path / "serial", executor="serial")
+    out = tmp_path / "out"
+    run_sweep(sweep, out, executor="serial")
+    paths = [out / "runs" / f"{row['run_id']}.json" for row in reference.rows]
+    for i, kind in enumerate(CORRUPTIONS):
+        _corrupt(paths[i], kind, paths[-1])
+    resumed = run_sweep(sweep, out, executor="serial")
+    assert (resumed.computed, resumed.reused) == (len(CORRUPTIONS), len(paths) - len(CORRUPTIONS))
+    assert len(resumed.corrupt) == len(CORRUPTIONS)
+    reasons = ("is not valid JSON", "is not valid JSON", "is empty", "is not a run record",
+               "its checksum does not match its content", "holds another run's configuration")
+    for path, note, reason in zip(paths, resumed.corrupt, reasons):
+        assert note.startswith(f"run file {path} {reason}") and f"moved to {out / 'runs' / 'corrupt' / path.name}" in note
+    assert sorted(os.listdir(out / "runs" / "corrupt")) == sorted(p.name for p in paths[:len(CORRUPTIONS)])
+    # the table is the uninterrupted serial table, cell by cell, and every run file is sound again
+    assert resumed.csv(timing=False) == reference.csv(timing=False)
+    again = run_sweep(sweep, out, executor="serial")
+    assert (again.computed, again.corrupt) == (0, ())
+    # a second corruption of the same run is moved aside beside the first, not over it
+    paths[0].write_text("{")
+    assert run_sweep(sweep, out, executor="serial").computed == 1
+    assert {paths[0].name[:-5] + ".1.json", paths[0].name} < set(os.listdir(out / "runs" / "corrupt"))
+    assert (out / "runs" / "corrupt" / (paths[0].name[:-5] + ".1.json")).read_text() == "{"
+
+
+def test_a_run_file_that_is_a_folder_is_moved_aside(tmp_path):
+    sweep = Sweep(base=TINY, reductions=("nfev",))
+    (tmp_path / "runs" / f"{sweep.runs()[0].run_id}.json").mkdir(parents=True)
+    table = run_sweep(sweep, tmp_path, executor="serial")
+    assert table.computed == 1 and "cannot be read (is a directory)" in table.corrupt[0]
+    assert len(run_files(tmp_path)) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# killed workers: one rerun, then reported by name; the rest of the sweep goes on
+# --------------------------------------------------------------------------------------------------
+
+def _dies(log, victim, times, config):
+    """run_one, except that the worker process running the run of scale ``victim`` dies, the first
+    ``times`` times it runs it. Every execution leaves a file in ``log``. (Module level: it pickles
+    to the worker processes by name.)"""
+    executions = len([name for name in os.listdir(log) if name.startswith(f"{config['scale']!r}-")])
+    with open(os.path.join(log, f"{config['scale']!r}-{uuid.uuid4().hex}"), "w"):
+        pass
+    if config["scale"] == victim and executions < times:
+        os._exit(1)
+    return run_one(config)
+
+
+def _executions(log):
+    return collections.Counter(name.rsplit("-", 1)[0] for name in os.listdir(log))
+
+
+KILL_SWEEP = Sweep(base=TINY, grid={"scale": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]}, reductions=("recovery_error",))
+
+
+def test_a_killed_worker_costs_one_rerun_not_the_sweep(tmp_path, monkeypatch):
+    log = tmp_path / "log"
+    log.mkdir()
+    serial = run_sweep(KILL_SWEEP, tmp_path / "serial", executor="serial")
+    monkeypatch.setattr(executors, "run_one", functools.partial(_dies, str(log), 1e-2, 1))
+    table = run_sweep(KILL_SWEEP, tmp_path / "local", workers=2)
+    assert _executions(log) == {repr(s): 2 if s == 1e-2 else 1 for s in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)}
+    assert table.killed == () and table.computed == 6 and len(run_files(tmp_path / "local")) == 6
+    assert table.csv(timing=False) == serial.csv(timing=False)
+
+
+def test_a_run_killed_twice_is_reported_by_name_and_the_others_are_stored(tmp_path, monkeypatch):
+    log = tmp_path / "log"
+    log.mkdir()
+    monkeypatch.setattr(executors, "run_one", functools.partial(_dies, str(log), 3e-2, 2))
+    table = run_sweep(KILL_SWEEP, tmp_path, workers=2)
+    assert table.killed == ("run 3 (scale = 0.03, replicate 0)",)
+    assert _executions(log)["0.03"] == ATTEMPTS == 2
+    row = table.rows[3]
+    assert row["status"] == KILLED and np.isnan(row["recovery_error"]) and "BrokenProcessPool" in row["error"]
+    assert table.computed == 5 and len(run_files(tmp_path)) == 5  # a killed run is not stored ...
+    assert "killed" in (tmp_path / "table.csv").read_text().splitlines()[4]
+    monkeypatch.undo()
+    again = run_sweep(KILL_SWEEP, tmp_path, executor="serial")  # ... so the next call runs it
+    assert (again.computed, again.reused, again.killed) == (1, 5, ()) and again.rows[3]["status"] == "ok"
+
+
+def test_an_unreachable_dask_scheduler_is_named_at_once(tmp_path):
+    pytest.importorskip("dask.distributed")
+    with socket.socket() as sock:  # a port of this machine that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"cannot reach the Dask scheduler at {address}: "):
+        run_sweep(Sweep(base=TINY), tmp_path, scheduler=address)
+    assert time.monotonic() - start < 5  # not Dask's 30 s connect timeout
+    with pytest.raises(ValueError, match="scheduler 'nowhere' is not a Dask scheduler address"):
+        run_sweep(Sweep(base=TINY), tmp_path, scheduler="nowhere")
+
+
+# --------------------------------------------------------------------------------------------------
+# a sweep started by a script: the __main__ guard
+# --------------------------------------------------------------------------------------------------
+
+SCRIPT = """\
+from pgflow.analysis.sweeps import Sweep, run_sweep
+sweep = Sweep(base={{"m": 6, "n": 5, "rank": 2, "width": 2, "t_end": 5.0}}, grid={{"scale": [1e-3, 1e-2]}})
+{guard}print("rows", len(run_sweep(sweep, {out!r}, workers=2)))
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_is_told_what_to_add(tmp_path, guarded):
+    script = tmp_path / "my_sweep.py"
+    script.write_text(SCRIPT.format(guard='if __name__ == "__main__":\n    ' if guarded else "",
+                                    out=str(tmp_path / "out")))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    if guarded:
+        assert done.returncode == 0 and done.stdout == "rows 2\n", done.stderr
+        return
+    assert done.returncode == 1 and "BrokenProcessPool" not in done.stderr
+    assert f'MainGuardError: {script}, line 3: a sweep on local processes must be started under ' \
+           '`if __name__ == "__main__":`' in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything ran

@@ -86,8 +86,9 @@ def test_grad_sq_flows_verify_componentwise(dynamics):
 
 @pytest.mark.slow
 def test_grad_sq_gd_step_verifies_componentwise():
-    """A polynomial of high degree in η and the entries: about a minute at the smallest sizes where
-    the k×k products do not commute (3×2 with k = 2 takes about 8 minutes)."""
+    """A polynomial of high degree in η and the entries (degree 18 in the matrix leaves): decided
+    exactly at generic sizes up to 47×44 and at the sizes given, in seconds (the former expansion
+    into polynomial entries took a minute at 2×2 and 8 minutes at 3×2)."""
     assert all(S.verify("grad_sq", dynamics=("gd",), m=2, n=2, k=2, r=1).values())
 
 
@@ -284,3 +285,93 @@ def test_compiled_functions_batch_and_validate_shapes():
         S.compile_expr(Q["imbalance_sq"])(U=U_, V=V_[:, :1])
     with pytest.raises(TypeError, match="missing value"):
         S.compile_expr(Q["loss"])(U=U_, V=V_)
+
+
+# ---------------------------------------------------------------------------------------------
+# identities at generic sizes, and derivations checked against pgflow.flows (issue #17)
+# ---------------------------------------------------------------------------------------------
+
+def _cayley_hamilton():
+    M = U.T * U
+    return M * M - S.trace(M) * M + (S.trace(M) ** 2 - S.trace(M * M)) / 2 * sp.Identity(S.k)
+
+
+def test_small_sizes_satisfy_false_identities_but_vanishes_does_not_certify_them():
+    CH = _cayley_hamilton()  # an identity of 2×2 matrices only
+    B_ = Q["B"]
+    commutator = Sigma_star * B_ * B_.T - B_ * B_.T * Sigma_star  # vanishes only when r = 1
+    assert S.vanishes(CH, m=3, n=2, k=2, r=1, generic=False)  # what the old default sizes certified
+    assert S.vanishes(commutator, m=3, n=2, k=2, r=1, generic=False)
+    assert not S.vanishes(CH) and not S.vanishes(commutator)
+    assert not S.vanishes(CH, m=3, n=2, k=2, r=1)  # given sizes are tested in addition to generic ones
+    sizes = S.generic_sizes(S.matrix_degree(CH))
+    assert sizes[S.k] > S.matrix_degree(CH) and sizes[S.m] > sizes[S.n] > sizes[S.k] and sizes[S.r] >= 2
+
+
+def test_generic_sizes_exceed_the_degree_and_are_distinct():
+    for degree in (1, 4, 12):
+        s = S.generic_sizes(degree)
+        parts = [s[S.m], s[S.n], s[S.k], s[S.r], s[S.m] - s[S.r], s[S.n] - s[S.r]]
+        assert min(parts) > degree and len(set(parts)) == len(parts) and s[S.m] > s[S.n] > s[S.k]
+
+
+def _clear_caches():
+    S.derivatives.vector_field.cache_clear()
+    S.derivatives._time_derivative.cache_clear()
+    S.derivatives._gd_step.cache_clear()
+
+
+def test_verify_catches_a_wrong_gradient_shared_by_field_and_derivative(monkeypatch):
+    """With G_U doubled, the symbolic field and the symbolic derivative agree with each other, so a
+    check of one against the other passes; verify compares with GradientFlow and gradient_descent."""
+    monkeypatch.setitem(S.QUANTITIES, "G_U", S.Quantity("G_U", 2 * Q["G_U"], "corrupted"))
+    _clear_caches()
+    try:
+        result = S.verify("noise_U_sq", ("gf", "pgf_residual", "gd"))
+        assert not result["gf"] and not result["pgf_residual"] and not result["gd"]
+    finally:
+        monkeypatch.undo()
+        _clear_caches()
+    assert all(S.verify("noise_U_sq", ("gf", "pgf_residual", "gd")).values())
+
+
+@pytest.mark.parametrize("module", ["checking", "derivatives"])
+def test_verify_checks_the_modified_field_against_modified_flow(monkeypatch, module):
+    """−ηG added to the modified field leaves d/dt ‖UᵀU − VᵀV‖² unchanged (⟨∇D, G⟩ = 0), so only the
+    field itself, compared with ModifiedFlow, can catch it."""
+    good = S.derivatives.vector_field
+
+    def bad(dynamics):
+        U_dot, V_dot = good(dynamics)
+        if dynamics == "modified":
+            return U_dot - eta * Q["G_U"], V_dot - eta * Q["G_V"]
+        return U_dot, V_dot
+
+    monkeypatch.setattr(getattr(S, module), "vector_field", bad)
+    S.derivatives._time_derivative.cache_clear()
+    try:
+        result = S.verify("imbalance_sq", ("modified",))
+        assert result["modified"] is False
+        failed = [f for f in result.details["modified"] if not f.passed]
+        assert failed and all("field" in f.check for f in failed)
+    finally:
+        monkeypatch.undo()
+        S.derivatives._time_derivative.cache_clear()
+
+
+def test_spectral_quantities_are_verified_numerically(monkeypatch):
+    result = S.verify("noise_U_norm", ("gf", "pgf_residual", "modified", "gd"))
+    assert all(result.values()) and set(result) == {"gf", "pgf_residual", "modified", "gd"}
+    assert all(f.error <= 1e-8 for found in result.details.values() for f in found)
+    wrong = S.time_derivative(S.norm(Q["J"]), "gf") * 1.01
+    monkeypatch.setattr(S.checking, "time_derivative", lambda q, d="gf": wrong)
+    assert S.verify("noise_U_norm", ("gf",))["gf"] is False
+
+
+def test_verify_reports_its_evidence():
+    result = S.verify("imbalance", ("gf", "gd"))
+    checks = [f.check for f in result.details["gf"]]
+    assert any(c.startswith("exact") for c in checks) and any("flow object" in c for c in checks)
+    sizes = {f.sizes for f in result.details["gd"]}
+    assert len(sizes) >= 4  # two generic size sets and the numeric sizes
+    assert "FAIL" not in result.report()

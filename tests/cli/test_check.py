@@ -67,3 +67,64 @@ def test_old_ensemble_and_claim_keys_name_the_new_ones(tmp_path):
     old.write_text('[[claim]]\nstatement = "loss >= 0"\ntol = "1e-9"\n')
     with pytest.raises(ValueError, match="'tol' is now called 'allowance'"):
         load_claim_file(old)
+
+
+def test_cli_writes_tidy_reports(capsys, tmp_path):
+    import csv
+    import json
+
+    toml = tmp_path / "claims.toml"
+    toml.write_text(textwrap.dedent("""
+        [ensemble]
+        init_seeds = 1
+        dynamics = ["gf"]
+        t_end = 1.0
+        n_save = 6
+
+        [[claim]]
+        name = "loss decreases"
+        statement = "derivative(loss) <= 0"
+
+        [[claim]]
+        name = "loss grows"
+        statement = "derivative(loss) >= 0"
+        expect = false
+    """))
+    assert _run_cli([str(toml), "--out", str(tmp_path / "report.csv")]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[4:7] == ["holds", "must_hold", "as_expected"]
+    with open(tmp_path / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["claim", "run", "time", "lhs", "rhs", "slack", "holds", "nonsmooth"]
+    assert len(rows) == 12 and {r["claim"] for r in rows} == {"loss decreases", "loss grows"}
+    grows = [r for r in rows if r["claim"] == "loss grows"]
+    assert all(r["holds"] == "false" for r in grows) and float(grows[0]["slack"]) < 0
+    assert float(grows[0]["lhs"]) == float(grows[0]["slack"])  # lhs >= 0: slack = lhs − rhs, rhs 0
+    assert _run_cli([str(toml), "--out", str(tmp_path / "report.json")]) == 0
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert [r["holds"] for r in data] == [r["holds"] == "true" for r in rows]
+    assert set(data[0]) == {"claim", "run", "time", "lhs", "rhs", "slack", "holds", "nonsmooth"}
+    with pytest.raises(ValueError, match=".csv or .json"):
+        _run_cli([str(toml), "--out", str(tmp_path / "report.txt")])
+
+
+def test_cli_falsify(capsys, tmp_path):
+    toml = tmp_path / "claims.toml"
+    toml.write_text(textwrap.dedent("""
+        [[claim]]
+        name = "noise parts nonzero"
+        statement = "fro(J) >= 1e-9 * fro(U)"
+        dynamics = ["gf"]
+        expect = false
+
+        [[claim]]
+        use = "imbalance_gd_step"
+    """))
+    assert _run_cli([str(toml), "--falsify", "--budget", "20", "--reproducers", str(tmp_path / "repro")]) == 0
+    out = capsys.readouterr().out
+    assert "counterexample" in out.splitlines()[0] and "noise parts nonzero" in out
+    written = sorted(p.name for p in (tmp_path / "repro").glob("*.toml"))
+    assert written == ["imbalance_gd_step.toml", "noise_parts_nonzero.toml"]
+    assert _run_cli([str(tmp_path / "repro" / "noise_parts_nonzero.toml")]) == 0  # the counterexample reruns
+    with pytest.raises(ValueError, match="--falsify"):
+        _run_cli([str(toml), "--budget", "3"])

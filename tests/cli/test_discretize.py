@@ -2,6 +2,7 @@
 
 import argparse
 
+import numpy as np
 import pytest
 
 from pgflow.cli.discretize import DEFAULT_CONFIG, load_config, register
@@ -60,6 +61,48 @@ def test_command_runs_on_its_default_config(tmp_path, capsys):
     for variant in ("simultaneous", "alternating"):
         orders = {row[1]: float(row[6]) for row in rows if row[0] == variant}
         assert 0.9 <= orders["flow"] <= 1.1 and 1.8 <= orders["modified"] <= 2.2
+    # the default study is asymptotic and ok: every local slope within ASYMPTOTIC_TOL of its order
+    header = (tmp_path / "discretization.csv").read_text().splitlines()[0].split(",")
+    col = {name: header.index(name) for name in ("step_size", "error_t_end", "order", "local_slope", "asymptotic",
+                                                 "diverged", "ok")}
+    assert all(row[col["asymptotic"]] == row[col["ok"]] == "True" and row[col["diverged"]] == "False" for row in rows)
+    for variant, against in [("simultaneous", "flow"), ("simultaneous", "modified"), ("alternating", "flow"),
+                             ("alternating", "modified")]:
+        study = [row for row in rows if row[:2] == [variant, against]]
+        eta = np.array([float(row[col["step_size"]]) for row in study])
+        err = np.array([float(row[col["error_t_end"]]) for row in study])
+        slope = np.array([float(row[col["local_slope"]]) for row in study])
+        np.testing.assert_allclose(slope[:-1], np.diff(np.log(err)) / np.diff(np.log(eta)), rtol=1e-12)
+        assert np.isnan(slope[-1]) and np.max(np.abs(slope[:-1] - float(study[0][col["order"]]))) <= 0.05
+    text = (tmp_path / "discretization.txt").read_text()
+    assert text.count("asymptotic: yes; ok") == 4 and "NOT OK" not in capsys.readouterr().out
+
+
+def test_command_flags_a_pre_asymptotic_study(tmp_path, capsys):
+    """ησ₁ up to 1.2 (σ₁ = 2): the fitted orders look plausible, the local slopes drift: exit 1."""
+    cfg = tmp_path / "coarse.toml"
+    cfg.write_text('[study]\nt_end = 2.4\nstep_sizes = [0.6, 0.3, 0.15, 0.075]\nvariants = ["simultaneous"]\n')
+    assert _run_command(["discretization", str(cfg), "--out", str(tmp_path / "out")]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("NOT OK: simultaneous vs flow: not asymptotic: local slopes 0.878, 1.024, 1.046")
+    assert "simultaneous vs modified: not asymptotic" in last
+    assert "suggested step_sizes = [0.12, 0.06, 0.03, 0.015]" in last
+    assert (tmp_path / "out" / "discretization.csv").exists()          # the outputs are still written
+    assert "asymptotic: NO" in (tmp_path / "out" / "discretization.txt").read_text()
+
+
+def test_command_flags_a_diverging_step_size(tmp_path, capsys):
+    """From a large start GD with η = 0.25 blows up: the study records it, the others run, exit 1."""
+    cfg = tmp_path / "diverge.toml"
+    cfg.write_text(TINY.replace("scale = 0.5", "scale = 1.5").replace("t_end = 0.5", "t_end = 1.0")
+                   .replace("[0.125, 0.0625, 0.03125]", "[0.25, 0.125, 0.0625, 0.03125]"))
+    assert _run_command(["discretization", str(cfg), "--out", str(tmp_path)]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("NOT OK: simultaneous vs flow: GD diverged at η = 0.25")
+    assert "simultaneous vs modified: GD diverged at η = 0.25" in last
+    rows = [line.split(",") for line in (tmp_path / "discretization.csv").read_text().splitlines()[1:]]
+    assert [row[5] for row in rows if row[3] == "0.25"] == ["nan", "nan"]
+    assert all(float(row[5]) > 0 for row in rows if row[3] != "0.25")
 
 
 def test_command_default_config_and_errors(tmp_path, capsys):

@@ -3,11 +3,14 @@ without tracebacks, and an installation that a user's own ``flows.py`` cannot sh
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import sysconfig
 import venv
+from concurrent.futures.process import BrokenProcessPool
 
+import numpy as np
 import pytest
 
 import pgflow
@@ -70,3 +73,45 @@ def test_an_installation_is_not_shadowed_by_a_users_own_modules(tmp_path):
         assert subprocess.run([python, *argv], cwd=work, capture_output=True, env=environ).returncode == 0
     script_path = env_dir / "bin" / "pgflow"
     assert subprocess.run([script_path, "--version"], cwd=work, capture_output=True, env=environ).returncode == 0
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for code, meaning in ((0, "success"), (1, "the work failed"), (2, "a usage error"), (130, "interrupted")):
+        assert re.search(rf"^  {code} +{meaning}", out, flags=re.M), code
+    assert 'Errors print one line, "pgflow COMMAND: error: ..."; --debug shows the traceback.' in out
+
+
+@pytest.mark.parametrize("exc, code, line", [
+    (ValueError("rank must be <= 8,\n  got 9"), 2, "rank must be <= 8, got 9"),
+    (KeyError("no column 'x'"), 2, "no column 'x'"),
+    (FileNotFoundError(2, "No such file or directory", "in.toml"), 2, "in.toml: no such file or directory"),
+    (OSError(28, "No space left on device", "out/table.csv"), 1, "out/table.csv: no space left on device"),
+    (pgflow.flows.DivergenceError("gradient descent diverged at step 3", 3, None), 1,
+     "gradient descent diverged at step 3"),
+    (BrokenProcessPool("A process in the process pool was terminated abruptly"), 1,
+     "A process in the process pool was terminated abruptly"),
+    (ConnectionError("cannot reach the Dask scheduler at tcp://h:1"), 1, "cannot reach the Dask scheduler at tcp://h:1"),
+    (np.linalg.LinAlgError("Singular matrix"), 1, "Singular matrix"),
+    (IndexError("index 3 is out of bounds"), 1,
+     "unexpected IndexError: index 3 is out of bounds (pgflow --debug ... shows the traceback; please report it)"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_every_error_is_one_line_and_an_exit_code(monkeypatch, capsys, exc, code, line):
+    def fail(args):
+        raise exc
+    monkeypatch.setattr(cli.run, "run_command", fail)
+    assert cli.main(["run"]) == code
+    assert capsys.readouterr().err == f"pgflow run: error: {line}\n"
+    with pytest.raises(type(exc)):
+        cli.main(["run", "--debug"])
+
+
+def test_a_bad_value_from_the_installed_command_is_one_line(tmp_path):
+    bad = subprocess.run([sys.executable, "-m", "pgflow", "run", "--t-end", "-1"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr == "pgflow run: error: --t-end must be positive and finite, got -1.0\n"

@@ -1,4 +1,8 @@
-"""The figure gallery: every figure in quick mode, valid non-blank images, byte-identical re-runs, the cache."""
+"""The figure gallery: every figure in quick mode, valid non-blank images, byte-identical re-runs, the cache,
+quick runs in their own folder, measured figures drawn from their stored measurement."""
+
+import io
+import pathlib
 
 import numpy as np
 import pytest
@@ -7,6 +11,7 @@ from matplotlib.image import imread
 from pgflow.cli import main
 from pgflow.figures import gallery
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # figure 7 holds wall times: identical bytes come from its cache, not from recomputing
 DETERMINISTIC = tuple(name for name in gallery.FIGURES if name != "fig7_solvers")
@@ -118,3 +123,95 @@ def test_a_figure_script_runs_on_its_own(tmp_path, capsys):
     assert gallery.module(3).main(["--quick", "--no-cache", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "fig3_imbalance.png").exists() and not (tmp_path / gallery.CACHE_FOLDER).exists()
     assert "fig3_imbalance" in capsys.readouterr().out
+
+
+# --- quick runs: their own folder, stamped ----------------------------------------------------------
+
+
+def test_quick_runs_write_to_their_own_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["figures", "--quick", "--only", "3"]) == 0
+    assert "written to figures/quick/" in capsys.readouterr().out
+    assert (tmp_path / "figures" / "quick" / "fig3_imbalance.png").is_file()
+    assert not (tmp_path / "figures" / "fig3_imbalance.png").exists()
+    assert gallery.output_folder(None) == "figures" and gallery.output_folder("elsewhere", quick=True) == "elsewhere"
+
+
+def test_quick_images_are_stamped_quick_in_their_corner(quick_gallery, tmp_path, monkeypatch):
+    out, _ = quick_gallery
+    monkeypatch.setattr(gallery, "_stamp_quick", lambda fig: None)
+    gallery.render("fig3_imbalance", str(tmp_path), quick=True, cache=str(out / gallery.CACHE_FOLDER),
+                   formats=("png",))
+    stamped, plain = imread(out / "fig3_imbalance.png")[..., :3], imread(tmp_path / "fig3_imbalance.png")[..., :3]
+    differs = np.argwhere(np.any(stamped != plain, axis=2))
+    assert differs.size, "the quick image carries no stamp"
+    # only the bottom-left corner changed, and it holds the stamp's orange (#D55E00 = 213, 94, 0)
+    assert differs[:, 0].min() > 0.85 * stamped.shape[0] and differs[:, 1].max() < 0.1 * stamped.shape[1]
+    orange = np.all(np.abs(stamped * 255 - [213, 94, 0]) < 30, axis=2)
+    assert orange[int(0.85 * stamped.shape[0]):, :int(0.1 * stamped.shape[1])].sum() > 50
+
+
+# --- measured figures: drawn from the stored measurement ----------------------------------------------
+
+
+def _no_data(*args, **kwargs):
+    raise AssertionError("a stored measurement should have been drawn, not data computed or cached")
+
+
+def test_the_committed_measurement_of_figure_7_is_current():
+    """figures/data/fig7_solvers.npz was measured with today's CONFIG and compute(): if this fails, re-measure
+    with ``python -m pgflow.figures.fig7_solvers --remeasure`` and commit the data and the figure."""
+    script = gallery.module(7)
+    assert script.MEASURED
+    data, path = gallery.stored_measurement(script, gallery.config_of(script), "no-such-folder")
+    assert path is not None and path.startswith(gallery.PACKAGED_DATA)
+    n_lambda, n_runs = len(script.CONFIG["log10_lambda"]), len(script.runs())
+    assert sorted(data) == ["auto_stiff", "evaluations", "lambdas", "spread", "wall_time"]
+    assert data["wall_time"].shape == data["evaluations"].shape == (n_runs, n_lambda)
+    assert np.all(data["wall_time"] > 0) and np.all(data["evaluations"] > 0)
+    np.testing.assert_allclose(data["lambdas"], 10.0 ** np.asarray(script.CONFIG["log10_lambda"]))
+
+
+def test_figure_7_is_drawn_from_the_committed_measurement_to_the_committed_bytes(tmp_path, monkeypatch):
+    script = gallery.module(7)
+    monkeypatch.setattr(gallery, "data_for", _no_data)
+    r = gallery.render(script, str(tmp_path), cache=str(tmp_path / "cache"))
+    assert r.measurement.startswith(gallery.PACKAGED_DATA) and not r.cached
+    assert not (tmp_path / "cache").exists()
+    for fmt in gallery.FORMATS:  # what `pgflow figures` writes over the committed file is that file
+        committed = ROOT / "figures" / f"fig7_solvers.{fmt}"
+        assert (tmp_path / f"fig7_solvers.{fmt}").read_bytes() == committed.read_bytes(), fmt
+
+
+def test_remeasure_stores_a_measurement_that_later_runs_draw(tmp_path, monkeypatch, capsys):
+    script = gallery.module(7)
+    # quick: no measurement is shipped for the quick config, so it is measured and cached like any data
+    first = gallery.render(script, str(tmp_path), quick=True, formats=("png",))
+    assert first.measurement is None and not first.cached
+    assert main(["figures", "--quick", "--only", "7", "--out", str(tmp_path)]) == 0
+    assert "data from cache" in capsys.readouterr().out
+    assert script.main(["--quick", "--remeasure", "--out", str(tmp_path)]) == 0
+    assert "measurement measured in" in capsys.readouterr().out
+    stored = tmp_path / gallery.DATA_FOLDER / "fig7_solvers.npz"
+    with np.load(stored) as data:
+        assert "_stamp" in data.files and "_about" in data.files
+    monkeypatch.setattr(gallery, "data_for", _no_data)
+    again = gallery.render(script, str(tmp_path), quick=True, formats=("png",))
+    assert again.measurement == str(stored)
+    # a measurement taken with another config (or another compute()) is never drawn
+    config = {**gallery.config_of(script, quick=True), "t_end": 4.0}
+    assert gallery.stored_measurement(script, config, str(tmp_path)) == (None, None)
+
+
+def test_a_figure_that_measures_nothing_ignores_remeasure(tmp_path):
+    r = gallery.render(3, str(tmp_path), quick=True, cache=None, formats=("png",), remeasure=True)
+    assert r.measurement is None and not (tmp_path / gallery.DATA_FOLDER).exists()
+
+
+@pytest.mark.slow
+def test_the_whole_gallery_redraws_the_committed_files_byte_for_byte(tmp_path):
+    """`pgflow figures` in a clean checkout changes no tracked file (same numpy/matplotlib as the commit)."""
+    gallery.render_all(out=str(tmp_path), cache=None, stream=io.StringIO())
+    changed = [f"{name}.{fmt}" for name in gallery.FIGURES for fmt in gallery.FORMATS
+               if (tmp_path / f"{name}.{fmt}").read_bytes() != (ROOT / "figures" / f"{name}.{fmt}").read_bytes()]
+    assert not changed, f"regenerate and commit these figures (pgflow figures): {changed}"

@@ -6,6 +6,7 @@ double precision is shown to fail at the same times, which is why flows.exact ex
 """
 
 import math
+import warnings
 
 import mpmath as mp
 import numpy as np
@@ -16,6 +17,7 @@ from scipy.integrate import solve_ivp
 from pgflow.flows import exact
 from pgflow.flows.init import lambda_balanced, spectral
 from pgflow.flows.problems import MatrixFactorization, SymmetricFactorization
+from pgflow.flows.targets import LowRankTarget, haar_columns
 
 DPS = 120
 
@@ -370,6 +372,145 @@ def test_lambda_balanced_validation():
     np.testing.assert_allclose(at0.UVt, U0 @ V0.T, atol=1e-15)
     with pytest.raises(AttributeError):
         at0.lam = 1.0                      # frozen
+
+
+# --------------------------------------------------------------------------------------------------
+# exact spectra, rank-deficient starts, conditioning
+# --------------------------------------------------------------------------------------------------
+
+def _max_block_error(sol, i, refs):
+    UVt, UUt, VVt = refs[:3]
+    return max(rel_err(sol.UVt[i], UVt), rel_err(sol.UUt[i], UUt), rel_err(sol.VVt[i], VVt))
+
+
+@pytest.mark.parametrize("lam", [50.0, 100.0, -50.0])
+def test_lambda_balanced_at_large_lambda_is_at_rounding_level(lam):
+    """|λ| ≫ σ₁: every growing rate of M_λ is ≈ |λ|/2 (μᵢ and the complement's |λ|/2) and they differ
+    by only σᵢ²/(μᵢ + |λ|/2) ≈ 0.01–0.02, a gap that t multiplies. eigh of the dense M_λ (errors
+    ~ε‖M_λ‖) was off by 7e-13 at λ = 50 and 1e-12 at λ = 100, σ₁t = 60; the known spectrum is not."""
+    problem = MatrixFactorization.random(m=5, n=4, rank=2, width=2, singular_values=[1.0, 0.4], seed=6)
+    scale = 30.0 if lam < 0 else 0.01          # λ ≥ −λ_min(V₀ᵀV₀) needs a large V₀ when λ < 0
+    U0, V0 = problem.unpack(lambda_balanced(problem, scale=scale, lam=lam, seed=3))
+    times = np.array([1.0, 10.0, 60.0])         # σ₁ = 1
+    sol = exact.lambda_balanced_flow(problem, U0, V0, times)
+    assert sol.lam == pytest.approx(lam, rel=1e-12) and sol.rank == 2
+    for i, t in enumerate(times):
+        assert _max_block_error(sol, i, _blocks(problem.target.dense(), U0, V0, t)) <= 1e-14
+    assert sol.condition.shape == (3,) and np.all(sol.condition < 1e2)
+
+
+def test_lambda_balanced_reorthonormalizes_a_loose_target():
+    """A LowRankTarget accepts Φ, Ψ orthonormal to 1e-10, and then σ are Σ's singular values only to
+    that accuracy: taken as exact, they were off by 6e-12 at λ = 50 with Φ, Ψ perturbed by 1e-11."""
+    rng = np.random.default_rng(0)
+    base = LowRankTarget.random(6, 5, 2, condition=2.0, seed=0)
+    target = LowRankTarget(base.Phi + 1e-11 * rng.standard_normal((6, 2)), base.sigma,
+                           base.Psi + 1e-11 * rng.standard_normal((5, 2)))
+    problem = MatrixFactorization(target, width=2)
+    U0, V0 = problem.unpack(lambda_balanced(problem, scale=0.01, lam=50.0, seed=1))
+    sol = exact.lambda_balanced_flow(problem, U0, V0, [30.0])
+    assert _max_block_error(sol, 0, _blocks(target.dense(), U0, V0, 30.0)) <= 1e-14
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_identical_columns_stay_rank_one(seed):
+    """An exactly rank-1, exactly balanced start: the solution stays rank 1. Advancing both columns
+    grew a spurious second mode from rounding (relative error 6e-4 at σ₁t = 60, 0.67 at 100)."""
+    problem = MatrixFactorization.random(m=8, n=6, rank=3, width=2, condition=3.0, seed=seed)
+    v = 0.01 * np.random.default_rng(seed + 10).standard_normal(6)
+    u = np.concatenate([v, [0.0, 0.0]])           # ‖u‖ = ‖v‖ to the last bit: λ = 0 exactly
+    U0, V0 = np.column_stack([u, u]), np.column_stack([v, v])
+    times = np.array([0.0, 60.0, 100.0]) / problem.target.sigma[0]
+    sol = exact.lambda_balanced_flow(problem, U0, V0, times)
+    assert sol.rank == 1 and sol.lam == 0.0
+    assert rel_err(sol.UVt[0], U0 @ V0.T) <= 1e-15
+    for i, t in enumerate(times[1:], start=1):
+        assert _max_block_error(sol, i, _blocks(problem.target.dense(), U0, V0, t)) <= 1e-14
+        s = np.linalg.svd(sol.UVt[i], compute_uv=False)
+        assert s[1] <= 1e-15 * s[0]
+
+
+@pytest.mark.parametrize("spectrum", ["indefinite", "mixed"])
+def test_riccati_rank_deficient_start_stays_rank_deficient(spectrum):
+    """Columns x, x, −2x: rank 1 for all t. Advancing all three columns was off by 0.6 (indefinite)
+    and 9e-11 (mixed) at σ₁t = 100."""
+    M = symmetric_matrix(SPECTRA[spectrum])
+    x = 0.01 * np.random.default_rng(2).standard_normal(6)
+    X0 = np.column_stack([x, x, -2 * x])
+    X = exact.riccati_factor(M, X0, [0.0, 60.0, 100.0])
+    np.testing.assert_array_equal(X[0], X0)
+    for Xt, t in zip(X[1:], (60.0, 100.0)):
+        assert rel_err(Xt @ Xt.T, mp_riccati(M, X0, t)) <= 1e-14
+        s = np.linalg.svd(Xt, compute_uv=False)
+        assert s[1] <= 1e-15 * s[0]
+    np.testing.assert_array_equal(exact.riccati_factor(M, np.zeros((6, 2)), [0.0, 5.0]), 0.0)
+
+
+@pytest.mark.parametrize("signs", [(1.0, 1.0, 1.0), (1.0, -1.0, 1.0)])
+def test_symmetric_flow_on_the_targets_spectrum(signs):
+    """M = Φ diag(σ) Ψᵀ with Ψ = Φ·diag(±1) has eigenvalues ±σᵢ on Φ and 0 on Φ⊥, used without eigh;
+    full-rank and rank-1 starts, σ₁t = 60 and 100. (target.dense() is symmetric only to rounding, and
+    the formula amplifies the asymmetry, so the reference takes its symmetric part.)"""
+    base = SymmetricFactorization.random(m=6, rank=3, width=3, singular_values=[3.0, 2.0, 1.0], seed=1)
+    Phi = base.target.Phi
+    problem = SymmetricFactorization(LowRankTarget(Phi, base.target.sigma, Phi * np.array(signs)), width=3)
+    M = problem.target.dense()
+    M = 0.5 * (M + M.T)
+    X0 = problem.unpack(0.01 * np.random.default_rng(1).standard_normal(problem.dim))
+    X1 = np.column_stack([X0[:, 0], X0[:, 0], -X0[:, 0]])
+    for start in (X0, X1):
+        P = exact.symmetric_flow(problem, start, np.array([60.0, 100.0]) / 3.0)
+        for Pt, t in zip(P, (20.0, 100.0 / 3.0)):
+            assert rel_err(Pt, mp_riccati(M, start, t)) <= 1e-14
+
+
+def _nearly_rank_one_start(problem, delta):
+    """Balanced U₀, V₀ whose two columns differ by δ (relative ~δ): s₂/s₁ ≈ δ."""
+    rng = np.random.default_rng(1)
+    v, g = 0.01 * rng.standard_normal(problem.n), 0.01 * rng.standard_normal(problem.n)
+    V0 = np.column_stack([v, v + delta * g])
+    w, Q = np.linalg.eigh(V0.T @ V0)
+    U0 = haar_columns(rng, problem.m, 2) @ ((Q * np.sqrt(np.maximum(w, 0.0))) @ Q.T)
+    return U0, V0
+
+
+def test_nearly_rank_deficient_start_warns_with_its_condition_number():
+    """Columns 1e-6 apart: full rank, and the weak direction grows from a seed that rounding already
+    perturbs. The closed form says so (condition > CONDITION_WARNING, a warning naming it), its
+    condition bounds its actual error, and the sensitivity is the problem's own: a rounding-level
+    change of the start moves the 120-digit solution by far more than ε."""
+    problem = MatrixFactorization.random(m=8, n=6, rank=3, width=2, condition=3.0, seed=0)
+    U0, V0 = _nearly_rank_one_start(problem, 1e-6)
+    times = np.array([1.0, 30.0, 60.0]) / problem.target.sigma[0]
+    with pytest.warns(exact.IllConditionedWarning, match="condition number"):
+        sol = exact.lambda_balanced_flow(problem, U0, V0, times)
+    worst = int(np.argmax(sol.condition))
+    assert sol.rank == 2 and worst == 1 and sol.condition[worst] > exact.CONDITION_WARNING
+    assert sol.condition[0] < 1e2 and sol.condition[2] < 1e2      # before the weak mode grows; saturated
+    # M_λ is exactly symmetric, so the reference may go through mpmath's eigsy (10x cheaper than expm)
+    eps = np.finfo(float).eps
+    Z0 = np.vstack([U0, V0]) / math.sqrt(2)
+    M = _blocks(problem.target.dense(), U0, V0, 0.0)[3]
+    for i, t in enumerate(times):
+        P2 = 2 * mp_riccati_eig(M, Z0, t, dps=DPS)
+        m = problem.m
+        err = _max_block_error(sol, i, (P2[:m, m:], P2[:m, :m], P2[m:, m:]))
+        assert err <= 10 * sol.condition[i] * eps + 1e-15
+    # the same Riccati problem (M_λ fixed) from Z₀ changed in its last bits
+    Z0_moved = Z0 * (1 + 4 * eps * np.random.default_rng(5).standard_normal(Z0.shape))
+    P, P_moved = mp_riccati_eig(M, Z0, times[worst], DPS), mp_riccati_eig(M, Z0_moved, times[worst], DPS)
+    assert 1e-13 <= rel_err(P_moved, P) <= 10 * sol.condition[worst] * eps
+
+
+def test_generic_start_is_well_conditioned_and_silent():
+    problem = MatrixFactorization.random(m=8, n=6, rank=3, width=2, condition=3.0, seed=0)
+    U0, V0 = _nearly_rank_one_start(problem, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = exact.lambda_balanced_flow(problem, U0, V0, np.array([1.0, 10.0, 30.0, 60.0]) / 3.0)
+        one = exact.lambda_balanced_flow(problem, U0, V0, 10.0 / 3.0)
+    assert sol.rank == 2 and np.all(sol.condition < 1e2)
+    assert isinstance(one.condition, float) and one.condition == pytest.approx(sol.condition[1], rel=1e-6)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -41,10 +41,12 @@ def test_auto_picks_an_explicit_method_on_balanced_and_mildly_unbalanced_starts(
 def test_a_batch_matches_separate_solves(problem):
     X0 = np.stack([init.gaussian(problem, 1e-3, seed=s) for s in range(6)])
     grid = np.linspace(0, 15, 16)
-    batch = integrate(GradientFlow(problem), X0, 15.0, method="DOP853", rtol=1e-9, atol=1e-12, t_eval=grid)
+    batch = integrate(GradientFlow(problem), X0, 15.0, method="DOP853", rtol=1e-9, atol=1e-12, t_eval=grid,
+                      dense_output=True)
     assert len(batch) == 6
     for b, run in enumerate(batch):
-        alone = integrate(GradientFlow(problem), X0[b], 15.0, method="DOP853", rtol=1e-9, atol=1e-12, t_eval=grid)
+        alone = integrate(GradientFlow(problem), X0[b], 15.0, method="DOP853", rtol=1e-9, atol=1e-12, t_eval=grid,
+                          dense_output=True)
         scale = problem.target.frobenius_norm
         assert np.max(np.abs(run.x - alone.x)) / scale < 1e-7
         np.testing.assert_allclose(run.monitors["loss"][-1], alone.monitors["loss"][-1], rtol=1e-5)

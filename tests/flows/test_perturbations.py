@@ -121,7 +121,8 @@ def test_gd_is_the_additive_pgf_with_the_discretization_error(fact, eta):
     n_steps = 40
     gd = gradient_descent(fact, x0, eta, n_steps)
     flow = PerturbedGradientFlow(fact, DiscretizationError(fact, eta), form="additive")
-    run = integrate_piecewise(flow, x0, n_steps * eta, t_eval=gd.t, first_step=eta, rtol=RTOL, atol=ATOL)
+    run = integrate_piecewise(flow, x0, n_steps * eta, t_eval=gd.t, first_step=eta, rtol=RTOL, atol=ATOL,
+                              dense_output=True)
     assert run.meta["pieces"] == n_steps
     np.testing.assert_array_equal(run.t, gd.t)
     assert np.abs(run.x - gd.x).max() <= 20 * np.finfo(float).eps * np.abs(gd.x).max()
@@ -234,7 +235,7 @@ def test_piecewise_and_plain_integration_agree_on_a_random_perturbation(fact):
     np.testing.assert_allclose(a.x, b.x, atol=1e-8 * np.abs(a.x).max())
     assert a.stats.nfev < b.stats.nfev  # restarting at the jumps is cheaper than stepping across them
     np.testing.assert_allclose(a.monitors["perturbation_norm"], a.monitors["perturbation_bound"], rtol=1e-12)
-    free = integrate_piecewise(flow, x0, 2.0, rtol=RTOL, atol=ATOL)
+    free = integrate_piecewise(flow, x0, 2.0, rtol=RTOL, atol=ATOL, dense_output=True)
     assert np.all(np.diff(free.t) > 0) and free.t[-1] == 2.0 and set(grid) <= set(free.t)
     np.testing.assert_allclose(free.at(grid), a.x, atol=1e-7 * np.abs(a.x).max())
 

@@ -73,6 +73,35 @@ def test_taylor_remainder_slopes(kind, rng):
     assert 2.9 <= slope2 <= 3.1
 
 
+def test_third_derivative_of_a_scalar_factorization_is_its_closed_form():
+    # f(u, v) = ½(uv − s)²: f_uuu = f_vvv = 0, f_uuv = 2v, f_uvv = 2u
+    p = MatrixFactorization(np.array([[1.5]]), width=1)
+    u, v = 0.7, -1.3
+    a, b = np.array([0.3, -2.0]), np.array([1.1, 0.4])
+    expected = [2 * v * (a[0] * b[1] + a[1] * b[0]) + 2 * u * a[1] * b[1],
+                2 * u * (a[0] * b[1] + a[1] * b[0]) + 2 * v * a[0] * b[0]]
+    np.testing.assert_allclose(p.third_derivative(np.array([u, v]), a, b), expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["asym", "sym"])
+@given(shapes)
+@settings(max_examples=30, deadline=None)
+def test_third_derivative_is_symmetric_and_the_derivative_of_hvp(kind, shape):
+    m, n, k, seed = shape
+    p = make(kind, m, n, k, seed)
+    rng = np.random.default_rng(seed)
+    x, a, b, c = rng.standard_normal((4, p.dim))
+    T = p.third_derivative(x, a, b)
+    scale = np.linalg.norm(a) * np.linalg.norm(b) * (np.linalg.norm(x) + 1.0)
+    np.testing.assert_allclose(T, p.third_derivative(x, b, a), atol=1e-13 * scale)
+    # ∇³f is a symmetric 3-tensor: ⟨c, T[a, b]⟩ = ⟨a, T[c, b]⟩
+    assert abs(c @ T - a @ p.third_derivative(x, c, b)) <= 1e-12 * scale * np.linalg.norm(c)
+    # hvp is quadratic in x (f is quartic), so its central difference along b is exact up to rounding
+    h = 0.5
+    fd = (p.hvp(x + h * b, a) - p.hvp(x - h * b, a)) / (2 * h)
+    np.testing.assert_allclose(T, fd, atol=1e-12 * scale)
+
+
 @pytest.mark.parametrize("kind", ["asym", "sym"])
 def test_hessian_equals_finite_differences_of_grad(kind, rng):
     p = make(kind, 5, 4, 2, 3)

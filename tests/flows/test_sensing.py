@@ -147,6 +147,17 @@ def test_hessian_is_symmetric_equals_hvp_and_finite_differences(kind, rng):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_third_derivative_is_the_exact_difference_of_hvp(kind, rng):
+    # f is quartic: hvp is quadratic in x and its central difference along b is exact up to rounding
+    p = sensing(kind)
+    x, a, b = rng.standard_normal((3, p.dim))
+    T = p.third_derivative(x, a, b)
+    fd = (p.hvp(x + 0.5 * b, a) - p.hvp(x - 0.5 * b, a)) / 1.0
+    np.testing.assert_allclose(T, fd, atol=1e-12 * np.abs(fd).max())
+    np.testing.assert_allclose(T, p.third_derivative(x, b, a), atol=1e-13 * np.abs(T).max())
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_batched_states(kind, rng):
     p = sensing(kind)
     X, Vs = rng.standard_normal((2, 4, p.dim))

@@ -1,10 +1,13 @@
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from pgflow.flows import Dynamics, GradientFlow, MatrixFactorization, Trajectory, gradient_descent, init, integrate
+from pgflow.flows import Dynamics, GradientFlow, MatrixFactorization, Trajectory, files, gradient_descent, init, integrate
 from pgflow.flows.files import atomic_path
 
 
@@ -75,3 +78,48 @@ def test_result_files_get_the_usual_permissions(tmp_path, runs):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def _dead_pid():
+    """The pid of a process that has finished (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_orphaned_temporary_files_are_removed_on_the_next_write_and_live_ones_kept(tmp_path):
+    host = files._HOST
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {
+            "dead writer": f".tmp-{host}-{_dead_pid()}-abcd1234.json",
+            "old, writer unknown": ".tmp-k3j4h5g6.json",  # named before writers were recorded
+            "other host, old": f".tmp-{'0' * 8 if host != '0' * 8 else '1' * 8}-{os.getpid()}-x.json",
+            "live writer": f".tmp-{host}-{sleeper.pid}-efgh5678.json",
+            "this process": f".tmp-{host}-{os.getpid()}-ijkl9012.json",
+            "fresh, writer unknown": ".tmp-m7n8b9v0.json",
+            "other host, fresh": f".tmp-{'2' * 8 if host != '2' * 8 else '3' * 8}-1-y.json",
+        }
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"partial")
+        old = time.time() - files.ORPHAN_AGE - 60
+        for kind in ("old, writer unknown", "other host, old", "live writer"):
+            os.utime(tmp_path / names[kind], (old, old))
+        with atomic_path(tmp_path / "result.json") as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("{}")
+        kept = {"live writer", "this process", "fresh, writer unknown", "other host, fresh"}
+        assert sorted(os.listdir(tmp_path)) == sorted([names[k] for k in kept] + ["result.json"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # its writer gone, the live writer's file goes too: the next write into the folder removes it
+    assert files.remove_orphans(tmp_path) == [str(tmp_path / names["live writer"])]
+    assert files.remove_orphans(tmp_path / "missing") == []
+
+
+def test_temporary_files_name_their_writer(tmp_path):
+    with atomic_path(tmp_path / "out.npz") as tmp:
+        name = os.path.basename(tmp)
+        assert name.startswith(f".tmp-{files._HOST}-{os.getpid()}-") and name.endswith(".npz")
+        assert files.remove_orphans(tmp_path) == [] and os.path.exists(tmp)  # a live writer's file is kept

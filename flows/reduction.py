@@ -1,0 +1,383 @@
+r"""Exact subspace reduction: a factorization run solved in (k + r)-dimensional coordinates.
+
+For f(U, V) = ½‖UVᵀ − Σ‖²_F with a rank-r target Σ = Φ diag(σ) Ψᵀ, the gradient flow's
+U̇ = (Σ − UVᵀ)V has its columns in span(U, Φ) and V̇ = (Σ − UVᵀ)ᵀU in span(V, Ψ), so
+
+    U(t) ⊂ span(U₀, Φ),   V(t) ⊂ span(V₀, Ψ)   for all t,
+
+and so does every GD step (simultaneous, alternating, ScaledGD, whose preconditioners act on the
+right), the modified flows (built from ∇f and ∇²f, which map the spans into themselves), a perturbed
+flow whose E lies in the spans, and X(t) ⊂ span(X₀, Φ) for the symmetric problem. With orthonormal
+bases of those spans,
+
+    Q_U = [Φ, …]  (m × (k + r)),   Q_V = [Ψ, …]  (n × (k + r)),
+
+(Householder QR of [Φ, U₀] with its first r columns set to Φ exactly: when [Φ, U₀] is rank-deficient,
+a zero column or U₀ inside span Φ, the QR still returns k + r orthonormal columns, the extra ones
+directions the run never enters, so every run of a problem has the same reduced size), the states
+are U = Q_U C and V = Q_V D, and (C, D) follow the same dynamics for the (k + r) × (k + r) target
+
+    S = Q_Uᵀ Φ diag(σ) Ψᵀ Q_V = [diag σ, 0; 0, 0]:
+
+f(Q_U C, Q_V D) = f̃(C, D) and ∇_U f = Q_U ∇_C f̃, ∇_V f = Q_V ∇_D f̃. The loss, the distance, the
+imbalance, the gradient norm and the singular values of UVᵀ are the reduced state's, so the default
+monitors cost O((k + r)³) per state whatever m and n. The state shrinks from (m + n)k to 2(k + r)k
+values (40,000 to 1,200 at m = n = 1000, k = 20, r = 10). S does not depend on the start, so the
+members of a batch share one reduced problem, each with its own bases.
+
+Never reduced: a problem other than :class:`~pgflow.flows.problems.MatrixFactorization` and
+:class:`~pgflow.flows.problems.SymmetricFactorization` (a sensing operator mixes every direction of
+UVᵀ), k + r ≥ min(m, n) (nothing to gain), a flow other than pgflow's gradient, ScaledGD, modified and
+perturbed flows, a batch of a perturbed flow, and a perturbation that leaves the spans: known by its
+type (sensing errors, random directions) or, for a type that does not say, measured at the start as
+the leakage ‖E − Q_U Q_Uᵀ E Q_V Q_Vᵀ‖_F / ‖E‖_F (above ``LEAK_RTOL``). A perturbation that is inside
+the spans at the start but leaves them later is beyond that check: run it with ``reduce=False``.
+
+:func:`plan` decides; :meth:`Plan.solve` runs the reduced problem through the same integrator or GD
+loop and returns trajectories that hold the bases and reduced states
+(:class:`~pgflow.flows.trajectory.ReducedStates`) and behave like full ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import blas
+from . import monitors as _monitors
+from .events import Event, as_events
+from .failures import DivergenceError, IntegrationError
+from .perturbations import (DiscretizationError, FixedPerturbation, MinibatchSensingError, Perturbation,
+                            RandomPerturbation, SensingError)
+from .problems import MatrixFactorization, SymmetricFactorization
+from .targets import LowRankTarget
+from .trajectory import Bases, LiftedDense, ReducedStates, Trajectory
+
+__all__ = ["LEAK_RTOL", "Plan", "ReducedPerturbation", "leakage", "plan", "reduced_problem", "span_bases"]
+
+LEAK_RTOL = 1e-10
+"""A perturbation whose value leaks out of the spans by more than this fraction of its norm is not
+reduced: rounding leaks about 1e-16, a generic direction about 1e-2 (measured 1.3e-2 for a random
+residual-form perturbation at m = n = 1000)."""
+
+_DYNAMICS = __name__.rpartition(".")[0] + ".dynamics"
+# the flows of pgflow.flows.dynamics whose right-hand sides keep the spans, known by class (this module sits
+# below the dynamics in the import layers, so it names them rather than importing them)
+_FLOWS = ("GradientFlow", "ScaledGradientFlow", "ModifiedFlow", "PerturbedGradientFlow")
+_PROBLEMS = (MatrixFactorization, SymmetricFactorization)
+
+
+def demanded(reduce) -> bool | None:
+    """``reduce`` as True (reduce or raise), False (never) or None ("auto": reduce where exact)."""
+    if reduce is None or (isinstance(reduce, str) and reduce == "auto"):
+        return None
+    if isinstance(reduce, (bool, np.bool_)):
+        return bool(reduce)
+    raise ValueError(f"reduce must be 'auto' (or None), True or False, got {reduce!r}")
+
+
+def span_bases(problem, x0) -> Bases:
+    """Orthonormal bases Q_U = [Φ, …] of span(U₀, Φ) and Q_V = [Ψ, …] of span(V₀, Ψ) (Q = [Φ, …] of
+    span(X₀, Φ) for a symmetric problem), each rows × (k + r), or (B, rows, k + r) for a batch x0.
+
+    Parameters
+    ----------
+    problem : MatrixFactorization or SymmetricFactorization
+    x0 : ndarray, shape (dim,) or (B, dim)
+
+    Returns
+    -------
+    Bases
+    """
+    target, r = problem.target, problem.target.rank
+    blocks = problem.unpack(x0)
+    blocks = (blocks,) if len(problem.layout) == 1 else blocks
+    matrices = []
+    for F, Phi in zip(blocks, (target.Phi, target.Psi)):
+        A = np.concatenate([np.broadcast_to(Phi, F.shape[:-2] + Phi.shape), F], axis=-1)
+        Q = np.linalg.qr(A)[0]
+        Q[..., :r] = Phi  # the QR's first columns are ±Φ to rounding; exactly Φ makes S exactly [diag σ, 0; 0, 0]
+        matrices.append(Q)
+    return Bases(tuple(matrices), problem.layout)
+
+
+def reduced_problem(problem):
+    """The problem of the reduced coordinates: the same class and width, target S = [diag σ, 0; 0, 0] of
+    size (k + r) × (k + r) (for a symmetric M = Φ diag(σ) Ψᵀ, S = [diag σ ΨᵀΦ, 0; 0, 0])."""
+    target, k = problem.target, problem.width
+    p, r = k + target.rank, target.rank
+    E = np.eye(p, r)
+    if type(problem) is SymmetricFactorization:
+        Psi = np.zeros((p, r))
+        Psi[:r] = target.Phi.T @ target.Psi  # Ψ = Φ(ΦᵀΨ): the row space of a symmetric M is its column space
+        return SymmetricFactorization(LowRankTarget(E, target.sigma, Psi), k)
+    return MatrixFactorization(LowRankTarget(E, target.sigma, E), k)
+
+
+def leakage(E, bases: Bases, form: str) -> float:
+    """‖E − (the part of E inside the spans)‖_F / ‖E‖_F: Q_U Q_Uᵀ E Q_V Q_Vᵀ for a residual-form (m, n)
+    matrix, Q Qᵀ block by block for an additive (dim,) vector (0 for E = 0)."""
+    E = np.asarray(E, dtype=np.float64)
+    size = float(np.linalg.norm(E))
+    if size == 0.0:
+        return 0.0
+    if form == "additive":
+        inside = bases.lift(bases.project(E))
+    else:
+        Q_U, Q_V = bases.matrices
+        inside = Q_U @ ((Q_U.T @ E @ Q_V) @ Q_V.T)
+    return float(np.linalg.norm(E - inside)) / size
+
+
+class ReducedPerturbation(Perturbation):
+    """A perturbation of the full state seen in reduced coordinates: Q_Uᵀ E(t, x) Q_V (residual form) or
+    Qᵀ E block by block (additive form), with x = Q z the lifted state. Exact when E lies in the spans.
+
+    Parameters
+    ----------
+    parent : perturbation model of the full problem
+    bases : Bases
+    form : {"residual", "additive"}
+    """
+
+    def __init__(self, parent, bases: Bases, form: str):
+        self.parent, self.bases, self.form = parent, bases, form
+        self.norm = getattr(parent, "norm", "fro")
+        self.state_dependent = getattr(parent, "state_dependent", True)
+
+    def __call__(self, t, z):
+        return self.project(self.parent(t, self.bases.lift(z)))
+
+    def project(self, E) -> np.ndarray:
+        E = np.asarray(E, dtype=np.float64)
+        if self.form == "additive":
+            return self.bases.project(E)
+        Q_U, Q_V = self.bases.matrices
+        return Q_U.T @ E @ Q_V
+
+    def bound(self, t, z):
+        return self.parent.bound(t, self.bases.lift(z))
+
+    def breakpoints(self, t0, t1):
+        return self.parent.breakpoints(t0, t1)
+
+    def piece(self, t, z_start):
+        return ReducedPerturbation(self.parent.piece(t, self.bases.lift(z_start)), self.bases, self.form)
+
+    def describe(self):
+        return self.parent.describe()
+
+
+def _problem_obstacle(problem) -> str | None:
+    """Why the problem cannot be reduced, or None."""
+    if problem is None:
+        return "a plain fun(t, y) has no factors to reduce"
+    if type(problem) not in _PROBLEMS:
+        mixing = " (its measurement operator mixes every direction of UVᵀ)" if hasattr(problem, "operator") else ""
+        return (f"the problem is a {type(problem).__name__}{mixing}; only MatrixFactorization and "
+                f"SymmetricFactorization are known to keep their factors in span(U₀, Φ) × span(V₀, Ψ)")
+    k, r = problem.width, problem.target.rank
+    smallest = min(problem.target.shape)
+    if k + r >= smallest:
+        return f"width + rank = {k} + {r} is not below min(m, n) = {smallest}: nothing to reduce"
+    return None
+
+
+def _perturbation(flow, reduced, bases: Bases, x0, t0: float):
+    """(the perturbation of the reduced flow, None), or (None, why the perturbation cannot be reduced)."""
+    E, form = flow.perturbation, flow.form
+    if isinstance(E, (SensingError, MinibatchSensingError)):
+        return None, "the perturbation is a sensing error (𝒜*𝒜 − I)(X* − UVᵀ), which mixes every direction of UVᵀ"
+    if isinstance(E, RandomPerturbation):
+        return None, "a RandomPerturbation points in random directions, out of span(U₀, Φ) × span(V₀, Ψ)"
+    if type(E) is DiscretizationError:
+        if E.problem is not flow.problem:
+            return None, "the DiscretizationError belongs to another problem than the flow's"
+        return DiscretizationError(reduced, E.step_size), None  # ∇f(x(τ)) − ∇f(x_k) is Q times the reduced one
+    if type(E) is FixedPerturbation:
+        leak = leakage(E.value, bases, form)
+        if leak > LEAK_RTOL:
+            return None, f"the fixed perturbation leaves the spans: leakage {leak:.2g} of ‖E‖_F (> {LEAK_RTOL:g})"
+        return FixedPerturbation(ReducedPerturbation(E, bases, form).project(E.value), E.norm, E.name), None
+    try:
+        value = E(t0, x0)
+    except Exception as exc:  # noqa: BLE001  (the solve will raise it again, where it belongs)
+        return None, f"the perturbation could not be evaluated at the start to measure its leakage: {exc}"
+    leak = leakage(value, bases, form)
+    if leak > LEAK_RTOL:
+        return None, (f"the perturbation {type(E).__name__} leaves the spans at the start: leakage {leak:.2g} of "
+                      f"‖E‖_F (> {LEAK_RTOL:g})")
+    return ReducedPerturbation(E, bases, form), None
+
+
+def _reduced_flow(flow, reduced, bases: Bases, x0, t0: float):
+    """(the same flow on the reduced problem, None), or (None, why not)."""
+    kind = type(flow).__name__ if type(flow).__module__ == _DYNAMICS and type(flow).__name__ in _FLOWS else None
+    if kind is None:
+        return None, (f"the flow is a {type(flow).__name__}, not one of pgflow's {', '.join(_FLOWS)} (its "
+                      f"right-hand side is not known to keep the spans)")
+    if kind in ("GradientFlow", "ScaledGradientFlow"):
+        return type(flow)(reduced, check=False), None
+    if kind == "ModifiedFlow":
+        # rebuilt from its description, and kept only if that describes it completely
+        settings = {key: value for key, value in flow.describe().items() if key != "flow"}
+        try:
+            rebuilt = type(flow)(reduced, **settings, check=False)
+        except TypeError as exc:
+            return None, f"the ModifiedFlow could not be rebuilt on the reduced problem: {exc}"
+        if rebuilt.describe() != flow.describe():
+            return None, "the ModifiedFlow's description does not determine it: it cannot be rebuilt reduced"
+        return rebuilt, None
+    if np.ndim(x0) == 2:
+        return None, "a batch of a perturbed flow is solved in full (each member would need its own projection of E)"
+    perturbation, why = _perturbation(flow, reduced, bases, x0, t0)
+    return (None, why) if why else (type(flow)(reduced, perturbation, flow.form, check=False), None)
+
+
+def plan(flow, x0, reduce="auto", t0: float = 0.0) -> "Plan":
+    """Decide whether a run of ``flow`` from ``x0`` is solved reduced, and set it up.
+
+    Parameters
+    ----------
+    flow : flow object (or :class:`~pgflow.flows.ode.ODE`)
+    x0 : ndarray, shape (dim,) or (B, dim)
+        A checked initial state (or batch).
+    reduce : {"auto", None, True, False}
+        "auto" (or None): reduce where it is exact; True: reduce or raise; False: never.
+    t0 : float
+        Where a perturbation of unknown type is evaluated to measure its leakage.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    ValueError
+        ``reduce=True`` for a run that cannot be reduced (the message says why), or an invalid ``reduce``.
+    """
+    demand = demanded(reduce)
+    problem = getattr(flow, "problem", None)
+    dim = int(np.shape(x0)[-1])
+    if demand is False:
+        return Plan("reduce=False", dim)
+    reason = _problem_obstacle(problem)
+    bases = reduced = None
+    if reason is None:
+        bases = span_bases(problem, x0)
+        reduced, reason = _reduced_flow(flow, reduced_problem(problem), bases, x0, t0)
+    if reason is not None:
+        if demand:
+            raise ValueError(f"reduce=True, but this run cannot be reduced: {reason}")
+        return Plan(reason, dim)
+    spans = "span(X₀, Φ)" if len(problem.layout) == 1 else "span(U₀, Φ) × span(V₀, Ψ)"
+    return Plan(f"exact: the run stays in {spans}", dim, bases, reduced)
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """How a run is solved: reduced (``bases`` and the reduced ``flow``), or in full and why.
+
+    Attributes
+    ----------
+    reason : str
+        Why the run is reduced, or why not (``meta["reduction_reason"]``).
+    full_dim : int
+    bases : Bases, optional
+        The bases of the spans (a leading member axis for a batch); None: solved in full.
+    flow : flow object, optional
+        The flow on the reduced problem.
+    """
+
+    reason: str
+    full_dim: int
+    bases: Bases | None = None
+    flow: object = None
+
+    @property
+    def reduced(self) -> bool:
+        return self.bases is not None
+
+    def meta(self) -> dict:
+        """The typed record every trajectory carries: ``reduced`` (bool), ``full_dim`` and ``reduced_dim`` (int,
+        or None when solved in full) and ``reduction_reason`` (str)."""
+        return {"reduced": self.reduced, "full_dim": self.full_dim,
+                "reduced_dim": self.bases.reduced_dim if self.reduced else None, "reduction_reason": self.reason}
+
+    def start(self, x0) -> np.ndarray:
+        """The reduced initial state(s) z₀ = Qᵀx₀, shape (reduced_dim,) or (B, reduced_dim)."""
+        return np.ascontiguousarray(self.bases.project(x0))
+
+    def solve(self, run, args: tuple, options: dict, *, monitors, meta: dict, dynamics, blas_threads=1,
+              events=(), callback=None, started: float):
+        """Run ``run(*args, **options)`` (integrate, integrate_piecewise or gradient_descent) on the reduced
+        problem and return its trajectories as reduced full-problem trajectories.
+
+        The run gets no monitors of its own (a flow's own monitors still come with it), the events and the
+        callback see lifted states, and a failure's partial trajectory is returned reduced too.
+
+        Parameters
+        ----------
+        run : callable
+        args, options : tuple, dict
+            Its arguments, on the reduced problem (``reduce=False`` is added).
+        monitors : dict or None
+            The caller's monitors of full states (None: the default ones, evaluated on the reduced states).
+        meta : dict
+            Entries that replace the reduced run's: the full problem's description, provenance.
+        dynamics : Dynamics
+            The full run's record.
+        blas_threads : int or None
+            The BLAS thread limit of the monitors.
+        events, callback
+            The caller's, on full states.
+        started : float
+            ``time.perf_counter()`` when the caller began: the set-up counts in ``wall_time``.
+        """
+        options = {**options, "monitors": {}, "reduce": False}
+        if callback is not None:
+            options["callback"] = lambda t, z: callback(t, self.bases.lift(z))
+        if events:
+            options["events"] = [Event(lambda t, z, fun=ev.fun: fun(t, self.bases.lift(z)), ev.terminal, ev.direction,
+                                       ev.key) for ev in as_events(events)]
+        finish = dict(monitors=monitors, meta=meta, dynamics=dynamics, blas_threads=blas_threads,
+                      setup=time.perf_counter() - started)
+        try:
+            result = run(*args, **options)
+        except (IntegrationError, DivergenceError) as exc:
+            exc.partial = self.lifted(exc.partial, **finish)
+            raise
+        return self.lifted(result, **finish)
+
+    def lifted(self, result, *, monitors, meta, dynamics, blas_threads, setup):
+        """The reduced run's trajectory (or list of a batch's, or None) as the full problem's."""
+        if result is None:
+            return None
+        if isinstance(result, list):
+            return [self._member(run, self.bases.member(b), monitors, meta, dynamics, blas_threads, setup)
+                    for b, run in enumerate(result)]
+        return self._member(result, self.bases, monitors, meta, dynamics, blas_threads, setup)
+
+    def _member(self, run: Trajectory, bases: Bases, monitors, meta, dynamics, blas_threads, setup) -> Trajectory:
+        if monitors is None:
+            fns = _monitors.default(self.flow.problem)
+        else:
+            fns = {name: (lambda t, z, fn=fn: fn(t, bases.lift(z))) for name, fn in _monitors.check(monitors).items()}
+        start = time.perf_counter()
+        with blas.limit(blas_threads):
+            values = _monitors.evaluate(fns, run.t, run.x)
+        monitor_time = time.perf_counter() - start
+        accuracy = run.accuracy
+        if accuracy is not None and accuracy.reference is not None and len(accuracy.reference):
+            accuracy = dataclasses.replace(accuracy, reference=ReducedStates(bases, accuracy.reference))
+        stats = run.stats
+        if stats is not None:
+            stats = stats.replace(wall_time=stats.wall_time + setup, monitor_time=stats.monitor_time + monitor_time)
+        return Trajectory(t=run.t, x=ReducedStates(bases, run.x), layout=bases.layout,
+                          monitors={**values, **run.monitors}, meta={**run.meta, **meta, **self.meta()},
+                          dynamics=dynamics, stats=stats, events=run.events,
+                          event_states={k: bases.lift(v) for k, v in run.event_states.items()}, accuracy=accuracy,
+                          dense=None if run.dense is None else LiftedDense(run.dense, bases))
