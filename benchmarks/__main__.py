@@ -8,8 +8,8 @@ import importlib
 import sys
 import time
 
-SCRIPTS = ["factored_gradient", "euler", "plain_solve_ivp", "stiff", "batch", "large", "auto_method", "accuracy",
-           "blas_threads", "gd_overhead", "sweep_throughput", "frameworks"]
+SCRIPTS = ["factored_gradient", "formula", "euler", "plain_solve_ivp", "stiff", "batch", "large", "auto_method",
+           "accuracy", "blas_threads", "gd_overhead", "sweep_throughput", "scale", "frameworks"]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SCRIPTS

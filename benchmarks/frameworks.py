@@ -80,7 +80,7 @@ def _pgflow_solver(problem, x0, grid):
     def run(rtol):
         start = time.perf_counter()
         out = integrate(GradientFlow(problem), x0, T_END, rtol=rtol, atol=rtol * 1e-4, t_eval=grid, monitors={},
-                        dense_output=False)
+                        dense_output=False, reduce=False)  # the frameworks solve the full state too
         return out.x, time.perf_counter() - start
     return run
 

@@ -32,7 +32,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
                                                                 atol=1e-12, t_eval=grid)),
         ("integrate (auto), factored gradient", lambda: integrate(GradientFlow(problem), x0, t_end, rtol=rtol,
                                                                   atol=1e-12, t_eval=grid, monitors={},
-                                                                  dense_output=False)),
+                                                                  dense_output=False, reduce=False)),
     ):
         best = np.inf
         for _ in range(3):
@@ -48,7 +48,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
     for loose in (1e-4, 1e-5, 1e-6, 1e-7, 1e-8):
         start = time.perf_counter()
         out = integrate(GradientFlow(problem), x0, t_end, rtol=loose, atol=1e-12, t_eval=grid, monitors={},
-                        dense_output=False)
+                        dense_output=False, reduce=False)
         elapsed = time.perf_counter() - start
         if max_error(problem, out.x, ref) <= target:
             break

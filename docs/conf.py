@@ -106,9 +106,21 @@ def _escape_text(text: str) -> str:
                    for i, c in enumerate(text))
 
 
+_AFTER_MARKUP = set(" \t-.,:;!?\\/'\")]}>")
+
+
 def _escape_line(line: str) -> str:
     parts = _LITERAL.split(line)
-    return "".join(part if i % 2 else _escape_text(part) for i, part in enumerate(parts))
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            # markup must be followed by a space or ASCII punctuation: "``N``⌉" or ":class:`Run`s" is
+            # not closed, so an escaped space (which renders as nothing) goes between
+            after = parts[i + 1][:1] if i + 1 < len(parts) else ""
+            out.append(part + ("\\ " if after and after not in _AFTER_MARKUP else ""))
+        else:
+            out.append(_escape_text(part))
+    return "".join(out)
 
 
 def escape_plain_math(app, what, name, obj, options, lines):

@@ -40,7 +40,7 @@ def compute(config, rng):
     measured, predicted = np.empty((etas.size, t.size)), np.empty((etas.size, t.size))
     for j, eta in enumerate(etas):
         n_steps = int(round(c["t_end"] / eta))
-        gd = gradient_descent(problem, x0, eta, n_steps)
+        gd = gradient_descent(problem, x0, eta, n_steps, save_every=1)  # the drift step by step
         D0 = imbalance(problem, gd.x[0])
         drift = np.array([imbalance(problem, x) - D0 for x in gd.x])
         # the exact identity, summed step by step: D_k − D_0 = Σ_{i<k} η²(G_UᵀG_U − G_VᵀG_V)(x_i)

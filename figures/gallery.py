@@ -42,11 +42,14 @@ import argparse
 import hashlib
 import importlib
 import inspect
+import io
 import json
 import os
 import platform
 import sys
+import textwrap
 import time
+import tokenize
 import zipfile
 from dataclasses import dataclass
 
@@ -59,7 +62,7 @@ from .output import save_figure
 
 # Every figure of the gallery, in order: ``pgflow figures --only N`` takes the 1-based position.
 FIGURES = ("fig1_incremental", "fig2_discretization", "fig3_imbalance", "fig4_perturbed", "fig5_ye_du",
-           "fig6_sensing", "fig7_solvers", "fig8_edge_of_stability")
+           "fig6_sensing", "fig7_solvers", "fig8_edge_of_stability", "fig9_balancing")
 FORMATS = ("png", "pdf")
 DEFAULT_OUT = "figures"
 CACHE_FOLDER = ".cache"   # inside the output folder unless told otherwise
@@ -138,11 +141,23 @@ def data_for(script, config: dict, cache: str | None = None) -> tuple[dict, bool
     return data, False
 
 
+def code_text(fn) -> str:
+    """The source of a function without its comments and blank lines: what it computes, so that
+    editing a comment does not make a stored measurement stale."""
+    source = textwrap.dedent(inspect.getsource(fn))
+    lines = source.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            lines[row - 1] = lines[row - 1][:col]
+    return "\n".join(line.rstrip() for line in lines if line.strip())
+
+
 def measurement_stamp(script, config: dict) -> str:
     """What a stored measurement must have been taken with to be drawn for ``config``: the figure,
-    the config and the source of compute() (JSON). Not the library's version: a measurement stays
-    fixed while the library changes, until it is re-measured."""
-    compute = hashlib.sha256(inspect.getsource(script.compute).encode()).hexdigest()
+    the config and the code of compute() (:func:`code_text`), as JSON. Not the library's version: a
+    measurement stays fixed while the library changes, until it is re-measured."""
+    compute = hashlib.sha256(code_text(script.compute).encode()).hexdigest()
     return json.dumps({"figure": script.NAME, "config": config, "compute": compute}, sort_keys=True)
 
 

@@ -2,25 +2,27 @@
 
 Modules, from the bottom up (each imports only modules on the lines above it):
 
-- ``checks``, ``seeds``, ``files``, ``version``, ``rk``, ``stiffness``: argument checks, seeding, atomic
-  files, the installed version, scipy's explicit Runge–Kutta steppers done in place, the stiffness
-  test of ``method="auto"``;
+- ``checks``, ``seeds``, ``files``, ``version``, ``rk``, ``stiffness``, ``subspace``: argument checks,
+  seeding, atomic files, the installed version, scipy's explicit Runge–Kutta steppers done in place,
+  the stiffness test of ``method="auto"``, the bases and states of reduced runs;
 - ``blas``, ``targets``, ``trajectory``, ``base``, ``events``: BLAS thread control, low-rank targets Σ,
   the result type, the problem protocol (:class:`Problem`), events;
 - ``problems``, ``ode``: factorization problems, plain ODEs;
 - ``operators``, ``init``, ``monitors``, ``exact``, ``perturbations``: measurement operators, initial
   states, monitors, closed-form solutions, perturbation models;
-- ``sensing``, ``proof_monitors``, ``dynamics``: sensing and completion, the proofs' quantities, the
-  vector fields (gradient flow, ScaledGD's flow, modified flow, perturbed gradient flow);
+- ``sensing``, ``proof_monitors``, ``dynamics``, ``reduction``: sensing and completion, the proofs'
+  quantities, the vector fields (gradient flow, ScaledGD's flow, modified flow, perturbed gradient
+  flow), the exact subspace reduction of factorization runs (U = Q_U C, V = Q_V D);
 - ``integration``, ``descent``: integrating a flow with scipy's solvers, gradient descent as
   explicit Euler on a flow;
 - ``piecewise``, ``emergence``: integration restarted at the jumps of a perturbation, incremental
   learning.
 """
 
-from . import emergence, events, exact, init, monitors, operators, perturbations, proof_monitors, seeds
+from . import emergence, events, exact, init, monitors, operators, perturbations, proof_monitors, reduction, seeds
 from .descent import gradient_descent, minibatch_gradient_descent
-from .failures import DivergenceError
+from .checks import NonFiniteWarning
+from .failures import DivergenceError, NonFiniteMonitor, ToleranceNotMet
 from .dynamics import GradientFlow, ModifiedFlow, PerturbedGradientFlow, ScaledGradientFlow
 from .emergence import emergence_events, emergence_report
 from .base import Problem, ProblemError, check_problem
@@ -44,4 +46,5 @@ __all__ = ["BudgetExceeded", "DenseOperator", "DiscretizationError", "Divergence
            "ScaledGradientFlow", "SensingError", "SolverStats", "SymmetricFactorization", "Trajectory", "as_target",
            "choose_method", "emergence", "emergence_events", "emergence_report", "exact", "gradient_descent", "init",
            "integrate", "integrate_piecewise", "loss_below", "measurement_noise", "minibatch_gradient_descent",
-           "monitors", "operators", "perturbations", "proof_monitors", "rip_estimate", "seeds"]
+           "monitors", "operators", "perturbations", "proof_monitors", "reduction", "rip_estimate", "seeds",
+           "NonFiniteMonitor", "NonFiniteWarning", "ToleranceNotMet"]

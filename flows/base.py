@@ -41,11 +41,14 @@ and raise :class:`ProblemError` naming the method that disagrees.
 from __future__ import annotations
 
 import abc
+import functools
+import threading
+import warnings
 import weakref
 
 import numpy as np
 
-from .checks import as_float_array
+from .checks import NonFiniteWarning, as_float_array, nonfinite_where
 
 DERIVED = ("negative_grad", "hvp", "hessian", "third_derivative", "partial_grad")
 """Methods computed from ``grad``: a class's own version is used only with the ``grad`` it was written for."""
@@ -93,6 +96,8 @@ class Problem(abc.ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "loss" in vars(cls) and not getattr(cls.loss, "__isabstractmethod__", False):
+            cls.loss = _reporting_nonfinite(vars(cls)["loss"])
         if not any(name in vars(cls) for name in GRADIENTS):
             return
         # A new grad: every derived method inherited from above this class was written for another
@@ -204,6 +209,37 @@ class Problem(abc.ABC):
     def random_state(self, rng) -> np.ndarray:
         """A state to check the derivatives at: i.i.d. N(0, 1) entries (a subclass may know better)."""
         return rng.standard_normal(self.dim)
+
+
+# a loss that calls its parent's (super().loss(x) + a regularizer) reports a non-finite value once, from
+# the outermost call
+_EVALUATING = threading.local()
+
+
+def _reporting_nonfinite(loss):
+    """``loss`` that warns (:class:`~pgflow.flows.checks.NonFiniteWarning`) when its value is NaN or ±inf,
+    saying whether the state itself was finite: a pure evaluation never passes NaN on in silence."""
+    if getattr(loss, "_reports_nonfinite", False):
+        return loss
+
+    @functools.wraps(loss)
+    def checked(self, x):
+        if getattr(_EVALUATING, "active", False):
+            return loss(self, x)
+        _EVALUATING.active = True
+        try:
+            value = loss(self, x)
+        finally:
+            _EVALUATING.active = False
+        where = nonfinite_where(value, item="state")
+        if where is not None:
+            bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+            cause = f"the state has {bad} non-finite entries" if bad else "the state is finite (an overflow?)"
+            warnings.warn(f"{type(self).__name__}.loss is {where}: {cause}", NonFiniteWarning, stacklevel=2)
+        return value
+
+    checked._reports_nonfinite = True
+    return checked
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,6 +12,34 @@ import numbers
 import numpy as np
 
 
+class NonFiniteWarning(RuntimeWarning):
+    """A pure evaluation (a loss, monitors on given states) produced NaN or ±inf. The value is
+    returned as computed; the warning says where it arose."""
+
+
+def nonfinite_where(values, t=None, item: str = "saved state") -> str | None:
+    """Where ``values`` (shape (T,) or (T, q), or a scalar) first stop being finite, or None if they never do.
+
+    Returns e.g. ``"nan at t = 0.5 (saved state 3 of 10, and 6 later ones)"``, or
+    ``"nan at state 1 of 3"`` without ``t``; a scalar is just ``"nan"`` or ``"inf"``. Without ``t`` the
+    states are named by index only, as ``item`` ("saved state", or "state" of a batch).
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    if values.ndim == 0:
+        return "nan" if np.isnan(values) else "inf"
+    rows = bad.reshape(len(values), -1).any(axis=1)
+    first = int(np.argmax(rows))
+    kind = "nan" if np.isnan(values[first]).any() else "inf"
+    later = int(rows.sum()) - 1
+    place = f"{item} {first} of {len(values)}{f', and {later} later ones' if later else ''}"
+    return f"{kind} at {place}" if t is None else f"{kind} at t = {float(np.asarray(t)[first]):.6g} ({place})"
+
+
 def as_float_array(value, name: str, ndim: int | None = None, shape: tuple | None = None) -> np.ndarray:
     """Return ``value`` as a finite float64 array, or raise naming ``name``.
 

@@ -16,14 +16,20 @@ import time
 
 import numpy as np
 
+from . import blas, reduction
 from . import monitors as _monitors
 from .base import ensure_consistent
 from .checks import positive, positive_int, renamed
 from .dynamics import VARIANTS, GradientFlow, PerturbedGradientFlow, ScaledGradientFlow
-from .failures import DEFAULT_MAX_MEMORY, BudgetExceeded, DivergenceError
+from .failures import DEFAULT_MAX_MEMORY, BudgetExceeded, DivergenceError, reporting_nonfinite_monitors
+from .problems import MatrixFactorization, SymmetricFactorization
 from .seeds import batch_indices, child_rng, seed_record
 from .trajectory import Accuracy, Dynamics, PiecewiseLinear, SolverStats, Trajectory
 from .version import package_version
+
+FACTORIZATIONS = (MatrixFactorization, SymmetricFactorization)
+SAVED_BY_DEFAULT = 1000
+"""GD saves every ⌈n_steps / SAVED_BY_DEFAULT⌉-th step unless told otherwise (and always the last)."""
 
 
 def number_of_steps(step_size: float, t_end: float, name: str = "step_size", where: str = "") -> int:
@@ -37,6 +43,7 @@ def number_of_steps(step_size: float, t_end: float, name: str = "step_size", whe
 
 
 @renamed(record_every="save_every")
+@reporting_nonfinite_monitors
 def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: str = "simultaneous",
                      perturbation=None, perturbation_form: str = "residual", save_every: int | None = None,
                      monitors=None, max_loss: float | None = None, provenance: dict | None = None,
@@ -69,7 +76,7 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     variant : {"simultaneous", "alternating", "scaled"}
     perturbation : perturbation model, optional
         E(t, x); see :class:`pgflow.flows.dynamics.PerturbedGradientFlow`. Its ‖E‖ and bound are
-        recorded as the monitors "perturbation_norm" and "perturbation_bound".
+        recorded as the monitors "perturbation_norm" and (when it claims one) "perturbation_bound".
     perturbation_form : {"residual", "additive"}
     save_every : int, optional
         Save every this many steps (the first and last state are always saved). Default:
@@ -143,12 +150,13 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         flow = ScaledGradientFlow(problem, check=False) if variant == "scaled" else GradientFlow(problem, check=False)
         dynamics = Dynamics("gd", variant=variant, step_size=eta)
     x0 = problem.check_state(x0)
-    plan = reduction.plan(flow, x0, reduce)
+    with blas.limit(blas_threads):  # the bases' QRs, under the run's thread limit
+        plan = reduction.plan(flow, x0, reduce)
     if plan.reduced:
         options = dict(variant=variant, perturbation=getattr(plan.flow, "perturbation", None),
                        perturbation_form=perturbation_form, save_every=save_every, max_loss=max_loss, check=False,
                        max_time=max_time, max_memory=max_memory, progress=progress, blas_threads=blas_threads)
-        return plan.solve(gradient_descent, (plan.flow.problem, plan.start(x0), eta, n_steps), options,
+        return plan.solve(gradient_descent, (plan.flow.problem, plan.start, eta, n_steps), options,
                           monitors=monitors, meta={**problem.describe(), **(provenance or {})}, dynamics=dynamics,
                           blas_threads=blas_threads, callback=callback, started=started)
 
@@ -192,8 +200,9 @@ def _alternating_step(problem, eta: float):
 
 
 @renamed(record_every="save_every")
+@reporting_nonfinite_monitors
 def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batch_size: int, seed, *,
-                               save_every: int = 1, monitors=None, max_loss: float | None = None,
+                               save_every: int | None = None, monitors=None, max_loss: float | None = None,
                                provenance: dict | None = None):
     """Mini-batch sensing GD: step k uses a fresh batch B_k of ``batch_size`` measurements.
 
@@ -230,7 +239,8 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
         x -= g
         return 1
 
-    provenance = {"minibatch_size": batch_size, "minibatch_seed": seed_record(seed), **(provenance or {})}
+    provenance = {"minibatch_size": batch_size, "minibatch_seed": seed_record(seed), **(provenance or {}),
+                  **reduction.Plan("mini-batch sensing gradients mix every direction of UVᵀ", problem.dim).meta()}
     return _descend(problem, x0, eta, n_steps, step, Dynamics("gd", variant="minibatch", step_size=eta),
                     save_every=save_every, monitors=monitors, extra_monitors={}, max_loss=max_loss,
                     provenance=provenance)
@@ -238,13 +248,25 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
 
 def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *, save_every, monitors,
              extra_monitors, max_loss, provenance, max_time=None, max_memory=DEFAULT_MAX_MEMORY, progress=False,
-             callback=None):
+             callback=None, blas_threads=1):
     """The one GD loop: ``step(k, x, g)`` moves x_k to x_{k+1} in place, leaves its increment in g
     (checked for finiteness) and returns how many gradients it evaluated. ``x`` may be a batch;
-    ``x`` and ``g`` are the same C-contiguous buffers at every step."""
+    ``x`` and ``g`` are the same C-contiguous buffers at every step. The steps and the monitors run under
+    one BLAS thread limit."""
+    # an overflow is a divergence, reported by the finiteness check with its step, not a floating-point warning
+    # (one BLAS thread computes in this thread, where numpy sees the overflow flags)
+    with blas.limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
+        return _descend_limited(problem, x0, eta, n_steps, step, dynamics, save_every=save_every, monitors=monitors,
+                                extra_monitors=extra_monitors, max_loss=max_loss, provenance=provenance,
+                                max_time=max_time, max_memory=max_memory, progress=progress, callback=callback)
+
+
+def _descend_limited(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *, save_every, monitors,
+                     extra_monitors, max_loss, provenance, max_time, max_memory, progress, callback):
     x = problem.check_state(x0)
     n_steps = positive_int(n_steps, "n_steps")
-    save_every = positive_int(save_every, "save_every")
+    # a bounded record by default: evenly spaced steps, so that monitors and memory do not grow with n_steps
+    save_every = -(-n_steps // SAVED_BY_DEFAULT) if save_every is None else positive_int(save_every, "save_every")
     max_time = None if max_time is None else positive(max_time, "max_time")
     max_memory = positive_int(max_memory, "max_memory")
     if callback is not None and not callable(callback):
@@ -257,6 +279,7 @@ def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *,
         target = getattr(problem, "target", None)
         max_loss = 1e6 * max(abs(f0), target.frobenius_norm ** 2 if target is not None else 1.0)
     max_loss = positive(max_loss, "max_loss")
+    loss_bound = _loss_bound(problem)
     mons = {**_monitors.check(_monitors.default(problem) if monitors is None else monitors), **extra_monitors}
 
     recorded = sorted(set(range(0, n_steps + 1, save_every)) | {n_steps})
@@ -274,7 +297,7 @@ def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *,
 
     def trajectory(t, states, info, stats):
         m0 = time.perf_counter()
-        values = _monitors.evaluate(mons, t, states)
+        values = _monitors.evaluate(mons, t, states, warn=False)
         return Trajectory(t=t, x=states, layout=problem.layout, monitors=values, meta=info, dynamics=dynamics,
                           stats=stats.replace(monitor_time=time.perf_counter() - m0),
                           accuracy=rounding_bound(t / eta, states),
@@ -305,11 +328,12 @@ def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *,
         for k in range(1, n_steps + 1):
             nfev += step(k - 1, x, g)
             if not math.isfinite(np.vdot(g, g)):  # one reduction; overflow anywhere makes it inf or nan
-                fail(k, "non-finite gradient", ~np.isfinite(g).all(axis=-1))
+                fail(k, "non-finite gradient (an entry or its squared norm)", ~np.isfinite(np.square(g).sum(axis=-1)))
             if k == recorded[r]:
-                loss = problem.loss(x)
-                if not np.all(loss <= max_loss):
-                    fail(k, f"loss above max_loss = {max_loss:g}", ~(loss <= max_loss))
+                if not np.all(loss_bound(x) <= max_loss):  # the bound says f may be too large: look
+                    loss = problem.loss(x)
+                    if not np.all(loss <= max_loss):
+                        fail(k, f"loss above max_loss = {max_loss:g}", ~(loss <= max_loss))
                 X[r] = x
                 r += 1
                 if bar is not None:
@@ -325,6 +349,22 @@ def _descend(problem, x0, eta: float, n_steps: int, step, dynamics: Dynamics, *,
         if bar is not None:
             bar.close()
     return result(len(recorded), time.perf_counter() - start)
+
+
+def _loss_bound(problem):
+    """A cheap upper bound ``bound(x)`` of f, so that the divergence check computes f only when it may be
+    large: f = c‖UVᵀ − Σ‖²_F ≤ c(‖U‖_F‖V‖_F + ‖Σ‖_F)² for pgflow's factorization problems (two norms instead
+    of the QRs of f; 1 + 1e-9 covers their rounding), else f itself."""
+    if not isinstance(problem, FACTORIZATIONS):
+        return problem.loss
+    scale, size = problem.LOSS_SCALE, problem.target.frobenius_norm
+
+    def bound(x):
+        U, V = problem.factors(x)
+        norms = np.linalg.norm(U, axis=(-2, -1)) * np.linalg.norm(V, axis=(-2, -1))
+        return (1 + 1e-9) * scale * (norms + size) ** 2
+
+    return bound
 
 
 def rounding_bound(steps: np.ndarray, states: np.ndarray) -> Accuracy:

@@ -265,8 +265,8 @@ class PerturbedGradientFlow:
 
     The Jacobian is analytic when E does not depend on the state: −∇²f, plus in the residual form
     the blocks ∂(EV)/∂V = E ⊗ I_k and ∂(EᵀU)/∂U = Eᵀ ⊗ I_k. Otherwise ``jac`` is None (the implicit
-    solvers then use finite differences). ``monitors()`` records ‖E‖ ("perturbation_norm") and its
-    claimed bound ("perturbation_bound") on every saved state. Perturbations that jump on a time
+    solvers then use finite differences). ``monitors()`` records ‖E‖ ("perturbation_norm") and, when it
+    claims one, its bound ("perturbation_bound") on every saved state. Perturbations that jump on a time
     grid (:class:`~pgflow.flows.perturbations.RandomPerturbation`,
     :class:`~pgflow.flows.perturbations.MinibatchSensingError`) or need the state at the start of each
     piece (:class:`~pgflow.flows.perturbations.DiscretizationError`) are best integrated with
@@ -340,9 +340,12 @@ class PerturbedGradientFlow:
         return PerturbedGradientFlow(self.problem, self.perturbation.piece(t, x_start), self.form, check=False)
 
     def monitors(self) -> dict:
+        """‖E(t)‖, and the bound it claims when it claims one (``perturbation.claims_bound``)."""
         E, norm = self.perturbation, getattr(self.perturbation, "norm", "fro")
-        return {"perturbation_norm": lambda t, x: magnitude(E(t, x), norm),
-                "perturbation_bound": lambda t, x: float(E.bound(t, x))}
+        mons = {"perturbation_norm": lambda t, x: magnitude(E(t, x), norm)}
+        if getattr(E, "claims_bound", True):
+            mons["perturbation_bound"] = lambda t, x: float(E.bound(t, x))
+        return mons
 
     def describe(self) -> dict:
         return {"flow": type(self).__name__, "form": self.form, "perturbation": self.perturbation.describe()}

@@ -3,11 +3,12 @@ partial trajectory), and the budgets that stop a runaway run before it exhausts 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import TYPE_CHECKING
 
-from .checks import positive, positive_int
+from .checks import nonfinite_where, positive, positive_int
 
 if TYPE_CHECKING:  # for the annotations only: a failure carries the trajectory up to where it happened
     from .trajectory import Trajectory
@@ -53,6 +54,34 @@ class DivergenceError(FloatingPointError):
         super().__init__(message)
         self.step = step
         self.partial = partial
+
+
+class NonFiniteMonitor(FloatingPointError):
+    """A monitor that is NaN or ±inf on the finite states of a run (``integrate``, gradient descent):
+    names the monitor and the first time; carries the whole ``trajectory``, monitors included, so
+    nothing computed is lost."""
+
+    def __init__(self, message: str, monitor: str, trajectory: Trajectory):
+        super().__init__(message)
+        self.monitor = monitor
+        self.trajectory = trajectory
+
+
+def reporting_nonfinite_monitors(run):
+    """Decorate a function returning a Trajectory (or a list of them, a batch) so that a monitor that is
+    not finite on a saved state raises :class:`NonFiniteMonitor` instead of passing as a number."""
+    @functools.wraps(run)
+    def checked(*args, **kwargs):
+        result = run(*args, **kwargs)
+        for b, member in enumerate(result if isinstance(result, list) else [result]):
+            for name, values in member.monitors.items():
+                where = nonfinite_where(values, member.t)
+                if where is not None:
+                    batch = f" of batch member {b}" if isinstance(result, list) else ""
+                    raise NonFiniteMonitor(f"monitor {name!r}{batch} is {where}, on a finite state: the states "
+                                           f"are kept in the error's .trajectory", name, member)
+        return result
+    return checked
 
 
 def available_memory() -> int | None:

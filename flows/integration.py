@@ -32,7 +32,7 @@ from .checks import positive, renamed, time_grid
 from .events import Event, as_events, loss_below
 from .ode import ODE, parse_span
 from .failures import (DEFAULT_MAX_MEMORY, DEFAULT_MAX_STEPS, Budget, BudgetExceeded, IntegrationError,
-                       ToleranceNotMet, available_memory)
+                       ToleranceNotMet, available_memory, reporting_nonfinite_monitors)
 from .stepping import SCIPY_MIN_RTOL, Constant, Dense, Steps, System, march, progress_bar
 from .stiffness import choose_method, stiffness
 from .trajectory import Accuracy, SolverStats, Trajectory
@@ -56,6 +56,7 @@ __all__ = ["BudgetExceeded", "DEFAULT_MAX_MEMORY", "DEFAULT_MAX_STEPS", "Event",
 # --------------------------------------------------------------------------------------------------
 
 @renamed(t_end="t_span", t_start="t_span")
+@reporting_nonfinite_monitors
 def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol: float | None = None, t_eval=None,
               events=(), args: tuple = (), jac=None, monitors=None, dense_output: bool = False,
               error_estimate: bool = False, guarantee: bool = False, jacobian: bool = True,
@@ -224,7 +225,8 @@ def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol
         raise ValueError("events are not supported with a batch of initial states; integrate members separately")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable callback(t, y), got {type(callback).__name__}")
-    plan = reduction.plan(flow, y0, reduce, t0)
+    with blas.limit(blas_threads):  # the QRs of the bases: tall and skinny, and 20× slower when a thread stalls
+        plan = reduction.plan(flow, y0, reduce, t0)
     if plan.reduced:
         options = dict(method=method, rtol=rtol, atol=atol, t_eval=grid, dense_output=dense_output,
                        error_estimate=error_estimate, guarantee=guarantee, jacobian=jacobian, blas_threads=blas_threads,
@@ -232,7 +234,7 @@ def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol
                        max_memory=max_memory, progress=progress, provenance=provenance)
         meta = {**problem.describe(), **flow.describe(), **({"atol_rule": atol_rule} if atol_rule else {}),
                 **(provenance or {})}
-        return plan.solve(integrate, (plan.flow, plan.start(y0), (t0, t_end)), options, monitors=monitors, meta=meta,
+        return plan.solve(integrate, (plan.flow, plan.start, (t0, t_end)), options, monitors=monitors, meta=meta,
                           dynamics=flow.dynamics, blas_threads=blas_threads, events=evs, callback=callback,
                           started=started)
     budget = Budget(max_steps, max_time, max_memory)
@@ -412,6 +414,6 @@ def _results(problem, layout, run: Steps, mons, dense, meta, batch, flow, stats:
 
 def _trajectory(layout, t, x, mons, dense, stats: SolverStats, record: dict) -> Trajectory:
     start = time.perf_counter()
-    values = _monitors.evaluate(mons, t, x)
+    values = _monitors.evaluate(mons, t, x, warn=False)
     return Trajectory(t=t, x=np.ascontiguousarray(x), layout=layout, monitors=values, dense=dense,
                       stats=stats.replace(monitor_time=time.perf_counter() - start), **record)

@@ -9,51 +9,93 @@ catalogue (:data:`pgflow.analysis.symbolic.QUANTITIES`), so a claim and a monito
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
 
-from .problems import lowrank_core
+from .checks import NonFiniteWarning, nonfinite_where
+from .problems import FactoredProblem, MatrixFactorization, SymmetricFactorization, lowrank_core
 from .trajectory import MonitorValues
 
 Monitor = Callable[[float, np.ndarray], "float | np.ndarray"]
 
+# losses that are LOSS_SCALE·residual_norm(x)², so that the loss monitor can share the distance's residual norm
+_RESIDUAL_LOSSES = (MatrixFactorization.loss, SymmetricFactorization.loss)
+# :func:`evaluate` takes the states of Shared monitors in stacks of at most this many values: the quantities of
+# a stack (a gradient per state) then stay a few MB, and each numpy call serves many states
+STACK_VALUES = 2 ** 20
+
+
+class Shared:
+    """A monitor ``transform(quantity(x))`` whose quantity accepts one state (dim,) or a stack (T, dim), and
+    that other monitors may share: :func:`evaluate` computes each quantity once per stack of states for all
+    the monitors that use it, so a monitor costs a few numpy calls per stack, not per state. Called alone,
+    ``fn(t, x)`` computes its quantity itself.
+
+    Parameters
+    ----------
+    quantity : callable ``quantity(x)``, x of shape (dim,) or (T, dim)
+        Compared by equality (a bound method of one problem is the same quantity each time it is taken).
+    transform : callable ``transform(value)``
+        Vectorized over the leading axis of a stack: a value of shape () or (q,) per state.
+    """
+
+    def __init__(self, quantity: Callable, transform: Callable):
+        self.quantity, self.transform = quantity, transform
+
+    def __call__(self, t, x):
+        value = self.transform(self.quantity(x))
+        return float(value) if np.ndim(value) == 0 else value
+
 
 def loss(problem) -> Monitor:
-    """f(x)."""
+    """f(x) (for the factorization problems from the residual norm, shared with :func:`distance`: one QR)."""
+    if type(problem).loss in _RESIDUAL_LOSSES:
+        scale = problem.LOSS_SCALE
+        return Shared(problem.residual_norm, lambda d: scale * d ** 2)
+    if _stacks(problem):
+        return Shared(problem.loss, np.asarray)
     return lambda t, x: float(problem.loss(x))
 
 
 def grad_norm(problem) -> Monitor:
     """‖∇f(x)‖₂."""
+    if _stacks(problem):
+        return Shared(problem.grad, lambda g: np.linalg.norm(g, axis=-1))
     return lambda t, x: float(np.linalg.norm(problem.grad(x)))
 
 
 def imbalance_fro(problem) -> Monitor:
     """‖UᵀU − VᵀV‖_F, the Frobenius norm of the imbalance (conserved by GF; zero for the symmetric
     problem)."""
-    def fn(t, x):
+    def imbalance(x):
         U, V = problem.factors(x)
-        return float(np.linalg.norm(U.T @ U - V.T @ V))
-    return fn
+        return U.mT @ U - V.mT @ V
+    return Shared(imbalance, lambda D: np.linalg.norm(D, axis=(-2, -1)))
 
 
 def distance(problem) -> Monitor:
     """‖UVᵀ − Σ‖_F (‖XXᵀ − M‖_F for the symmetric problem), without forming UVᵀ."""
-    return lambda t, x: float(problem.residual_norm(x))
+    return Shared(problem.residual_norm, np.asarray)
 
 
 def singular_values(problem) -> Monitor:
     """Singular values of UVᵀ, all k of them (from the k×k core, not the m×n product)."""
-    def fn(t, x):
-        s = np.linalg.svd(lowrank_core(*problem.factors(x)), compute_uv=False)
-        return np.pad(s, (0, problem.width - s.shape[0]))
-    return fn
+    def spectrum(core):
+        s = np.linalg.svd(core, compute_uv=False)
+        return np.pad(s, [(0, 0)] * (s.ndim - 1) + [(0, problem.width - s.shape[-1])])
+    return Shared(lambda x: lowrank_core(*problem.factors(x)), spectrum)
 
 
 def state_norm(t, x) -> float:
     """‖x‖₂, the monitor of a plain ODE (which has no loss)."""
     return float(np.linalg.norm(x))
+
+
+def _stacks(problem) -> bool:
+    """Whether the problem is one of pgflow's factored problems, whose loss and gradient take stacks of states."""
+    return isinstance(problem, FactoredProblem)
 
 
 def default(problem) -> dict[str, Monitor]:
@@ -71,7 +113,6 @@ def default(problem) -> dict[str, Monitor]:
             "distance": distance(problem), "singular_values": singular_values(problem)}
 
 
-
 def check(monitors) -> dict[str, Monitor]:
     """A copy of ``monitors`` after checking it is a dict of name -> callable ``fn(t, x)``."""
     if not isinstance(monitors, dict):
@@ -82,9 +123,35 @@ def check(monitors) -> dict[str, Monitor]:
     return dict(monitors)
 
 
-def evaluate(monitors: dict[str, Monitor], t: np.ndarray, x: np.ndarray) -> MonitorValues:
-    """Evaluate every monitor on every saved state: name -> array of shape (T,) or (T, q)."""
-    out = MonitorValues()
+def evaluate(monitors: dict[str, Monitor], t: np.ndarray, x, *, warn: bool = True) -> MonitorValues:
+    """Evaluate every monitor on every saved state: name -> array of shape (T,) or (T, q).
+
+    A monitor that is NaN or ±inf somewhere is reported by a :class:`~pgflow.flows.checks.NonFiniteWarning`
+    naming it and the first time (``warn=False``: the caller reports it; ``integrate`` and gradient
+    descent raise :class:`~pgflow.flows.failures.NonFiniteMonitor`).
+
+    :class:`Shared` monitors of an array of states run on stacks of states (at most ``STACK_VALUES``
+    values each), each quantity once per stack for all the monitors that share it (the residual norm of
+    loss and distance); the others state by state. ``x`` is an array (T, dim) or any sequence of states
+    (then every monitor runs state by state).
+    """
+    shared = {name: fn for name, fn in monitors.items() if isinstance(fn, Shared) and isinstance(x, np.ndarray)}
+    values: dict[str, list] = {name: [] for name in monitors}
+    if shared and len(x):
+        size = max(1, STACK_VALUES // max(1, x[0].size))
+        for start in range(0, len(x), size):
+            stack, quantities = x[start:start + size], {}
+            for name, part in shared.items():
+                if part.quantity not in quantities:
+                    quantities[part.quantity] = part.quantity(stack)
+                values[name].extend(part.transform(quantities[part.quantity]))
     for name, fn in monitors.items():
-        out[name] = np.asarray([fn(ti, xi) for ti, xi in zip(t, x)], dtype=float)
-    return out
+        if name not in shared:
+            values[name] = [fn(ti, xi) for ti, xi in zip(t, x)]
+    result = MonitorValues({name: np.asarray(v, dtype=float) for name, v in values.items()})
+    if warn:
+        for name, v in result.items():
+            where = nonfinite_where(v, t)
+            if where is not None:
+                warnings.warn(f"monitor {name!r} is {where}", NonFiniteWarning, stacklevel=2)
+    return result

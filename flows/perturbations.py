@@ -12,8 +12,8 @@ Perturbation protocol (every model below follows it; :class:`Perturbation` holds
 
 ``__call__(t, x) -> E``
     Shape (m, n) for the residual form, (dim,) for the additive form.
-``bound(t, x) -> float``
-    The bound the model claims for ‖E‖ (NaN: none claimed).
+``bound(t, x) -> float``, ``claims_bound``
+    The bound the model claims for ‖E‖, when ``claims_bound`` (else NaN).
 ``norm``
     "fro" or "op": the matrix norm of ‖E‖ and its bound (flat vectors: the Euclidean norm).
 ``state_dependent``
@@ -69,10 +69,15 @@ def residual_magnitude(problem, x, norm: str) -> float:
 # --------------------------------------------------------------------------------------------------
 
 class Perturbation:
-    """Defaults of the perturbation protocol: smooth in t, state-dependent, no bound claimed."""
+    """Defaults of the perturbation protocol: smooth in t, state-dependent, no bound claimed
+    (``claims_bound`` False: ``bound`` is NaN and a perturbed flow records no "perturbation_bound")."""
 
     norm: str = "fro"
     state_dependent: bool = True
+
+    @property
+    def claims_bound(self) -> bool:
+        return False
 
     def bound(self, t, x) -> float:
         return float("nan")
@@ -120,6 +125,10 @@ class _Piece(Perturbation):
     def __call__(self, t, x):
         return self.parent.at_piece(self.index, x)
 
+    @property
+    def claims_bound(self) -> bool:
+        return self.parent.claims_bound
+
     def bound(self, t, x):
         return self.parent.bound(t, x)
 
@@ -165,6 +174,8 @@ class FixedPerturbation(Perturbation):
     def __call__(self, t, x):
         return self.value
 
+    claims_bound = True
+
     def bound(self, t, x):
         return self._size
 
@@ -202,6 +213,10 @@ class FunctionPerturbation(Perturbation):
 
     def __call__(self, t, x):
         return self.fn(t, x)
+
+    @property
+    def claims_bound(self) -> bool:
+        return self.bound_fn is not None
 
     def bound(self, t, x):
         return float("nan") if self.bound_fn is None else float(self.bound_fn(t, x))
@@ -286,6 +301,8 @@ class RandomPerturbation(_OnGrid):
     def at_piece(self, j, x):
         return self.bound(None, x) * self.direction(j)
 
+    claims_bound = True
+
     def bound(self, t, x):
         return self.rho * residual_magnitude(self.problem, x, self.norm) + self.xi0 if self.rho else self.xi0
 
@@ -340,6 +357,10 @@ class SensingError(Perturbation):
     def __call__(self, t, x):
         U, V = self.problem.factors(x)
         return _sensing_error(self.problem.operator, self._Xstar, U, V, self._noise_term)
+
+    @property
+    def claims_bound(self) -> bool:
+        return self.delta is not None
 
     def bound(self, t, x):
         if self.delta is None:

@@ -10,9 +10,11 @@ exactly that), so :func:`integrate_piecewise` restarts the solver at every break
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
+from . import blas, reduction
 from .checks import renamed, time_grid
 from .integration import IMPLICIT, REFERENCE_TIGHTER, IntegrationError, default_atol, integrate
 from .ode import parse_span
@@ -48,6 +50,8 @@ def integrate_piecewise(flow, x0, t_span, *, t_eval=None, events=(), error_estim
     **kwargs
         Passed to :func:`pgflow.flows.integration.integrate` for every piece (method, rtol, atol, monitors,
         budgets, ...); ``first_step`` is the first step of each piece, at most the piece's length.
+        ``reduce`` is decided once for the whole run (see :mod:`pgflow.flows.reduction`): a reduced run
+        solves every piece, and the reference of ``error_estimate``, in the same bases.
 
     Returns
     -------
@@ -55,6 +59,7 @@ def integrate_piecewise(flow, x0, t_span, *, t_eval=None, events=(), error_estim
         ``stats`` sums the solver statistics over the pieces, ``meta["pieces"]`` records their
         number, ``dynamics`` is the whole flow's, and ``dense`` covers all of them.
     """
+    started = time.perf_counter()
     t0, t1 = parse_span(t_span)
     if not t1 > t0:
         raise ValueError(f"t_span must run forward for a piecewise flow, got ({t0}, {t1})")
@@ -63,7 +68,19 @@ def integrate_piecewise(flow, x0, t_span, *, t_eval=None, events=(), error_estim
                          "tighten rtol until the estimate is small enough")
     if kwargs.get("atol") is None:  # one default for every piece, from the initial state
         kwargs["atol"] = default_atol(flow.problem, x0, kwargs.get("rtol", 1e-8))[0]
+    x0 = flow.problem.check_state(x0)
+    with blas.limit(kwargs.get("blas_threads", 1)):  # the bases' QRs, under the run's thread limit
+        plan = reduction.plan(flow, x0, kwargs.pop("reduce", "auto"), t0)
+    if plan.reduced:
+        options = {key: value for key, value in kwargs.items() if key not in ("monitors", "callback")}
+        meta = {**flow.problem.describe(), **flow.describe(), **(kwargs.get("provenance") or {})}
+        return plan.solve(integrate_piecewise, (plan.flow, plan.start, (t0, t1)),
+                          {**options, "t_eval": t_eval, "error_estimate": error_estimate}, monitors=kwargs.get("monitors"),
+                          meta=meta, dynamics=flow.dynamics, blas_threads=kwargs.get("blas_threads", 1), events=events,
+                          callback=kwargs.get("callback"), started=started)
+    kwargs["reduce"] = False  # decided for the whole run: the pieces are not asked again
     run = _pieces(flow, x0, t0, t1, t_eval, events, kwargs)
+    run.meta.update(plan.meta())
     if not error_estimate or run.t.size == 0:
         return run
     method = run.stats.method if run.stats.method in IMPLICIT else "DOP853"

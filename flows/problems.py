@@ -75,16 +75,19 @@ def couple_residual(H: np.ndarray, M: np.ndarray, k: int) -> np.ndarray:
 
 
 def target_workspace(target: LowRankTarget, k: int, B: int, stacked: bool):
-    """Workspaces (W, M) of the factored gradients: W holds, per state, [·; Φᵀ] and [·; −σΨᵀ], whose
-    top k rows are left for a transposed factor, and M the (k + r)×k products W·factor.
+    """Workspaces (W, M) of the factored gradients: W holds, per state, [·, Φ] and [·, −Ψσ] (m × (k + r)
+    and n × (k + r)), whose first k columns are left for a factor, and M the (k + r)×k products Wᵀ·factor.
 
-    ``stacked``: W of shape (B, 2, k + r, m) (needs m = n), else a pair of (B, k + r, m), (B, k + r, n);
+    The factor is copied in row by row, as it lies in the state; the products read W transposed as a view
+    (BLAS's transpose flag), so no copy transposes anything.
+
+    ``stacked``: W of shape (B, 2, m, k + r) (needs m = n), else a pair of (B, m, k + r), (B, n, k + r);
     M of shape (B, 2, k + r, k), or (2, B, k + r, k) to go with the pair.
     """
     blocks = []
-    for lower in (target.Phi.T, -(target.Psi * target.sigma).T):
-        W = np.empty((B, k + len(lower), lower.shape[1]))
-        W[:, k:] = lower
+    for right in (target.Phi, -(target.Psi * target.sigma)):
+        W = np.empty((B, right.shape[0], k + right.shape[1]))
+        W[:, :, k:] = right
         blocks.append(W)
     q = k + target.rank
     if stacked:
@@ -93,16 +96,16 @@ def target_workspace(target: LowRankTarget, k: int, B: int, stacked: bool):
 
 
 def factor_gradient(Wa, Wb, B, Mb, out, negate: bool = False):
-    """One factor's part of the factored gradient, out ← Waᵀ (Wb B) (or its negative), with the
-    :func:`target_workspace` buffers whose top k rows already hold the factors transposed.
+    """One factor's part of the factored gradient, out ← Wa (Wbᵀ B) (or its negative), with the
+    :func:`target_workspace` buffers whose first k columns already hold the factors.
 
-    ∇_U f = Wuᵀ (Wv V) with Wa = Wu = [Uᵀ; Φᵀ], Wb = Wv = [Vᵀ; −σΨᵀ], B = V; ∇_V f likewise with the
-    roles swapped. Mb receives Wb B, (k + r)×k per state; −∇f negates it, not the larger result.
+    ∇_U f = Wu (Wvᵀ V) with Wa = Wu = [U, Φ], Wb = Wv = [V, −Ψσ], B = V; ∇_V f likewise with the
+    roles swapped. Mb receives Wbᵀ B, (k + r)×k per state; −∇f negates it, not the larger result.
     """
-    np.matmul(Wb, B, out=Mb)
+    np.matmul(Wb.mT, B, out=Mb)
     if negate:
         np.negative(Mb, out=Mb)
-    return np.matmul(Wa.mT, Mb, out=out)
+    return np.matmul(Wa, Mb, out=out)
 
 
 def negative_grad(problem, x, out=None):
@@ -305,20 +308,25 @@ class MatrixFactorization(FactoredProblem):
         return {"problem": type(self).__name__, "m": self.m, "n": self.n, "width": self.width,
                 "target": self.target.describe()}
 
+    # f = LOSS_SCALE·‖UVᵀ − Σ‖²_F: the loss and distance monitors share one residual norm through it
+    LOSS_SCALE = 0.5
+
     def loss(self, x):
         """f = ½‖UVᵀ − Σ‖²_F."""
-        return 0.5 * self.residual_norm(x) ** 2
+        return self.LOSS_SCALE * self.residual_norm(x) ** 2
 
     def _grad_rows(self, x, out, negate=False):
         """∇f = (−RV, −RᵀU) = (U VᵀV − ΣV, V UᵀU − ΣᵀU) for a stack x (B, dim), into ``out`` (−∇f
         if ``negate``).
 
-        With the workspaces Wu = [Uᵀ; Φᵀ] ((k + r) × m) and Wv = [Vᵀ; −σΨᵀ] ((k + r) × n),
+        With the workspaces Wu = [U, Φ] (m × (k + r)) and Wv = [V, −Ψσ] (n × (k + r)),
 
-            Wu U = [UᵀU; ΦᵀU],   Wv V = [VᵀV; −σΨᵀV],
-            ∇_U = Wuᵀ (Wv V) = U VᵀV − ΣV,   ∇_V = Wvᵀ (Wu U) = V UᵀU − ΣᵀU:
+            Wuᵀ U = [UᵀU; ΦᵀU],   Wvᵀ V = [VᵀV; −σΨᵀV],
+            ∇_U = Wu (Wvᵀ V) = U VᵀV − ΣV,   ∇_V = Wv (Wuᵀ U) = V UᵀU − ΣᵀU:
 
         Σ's factors ride inside the Gram products, so there is no subtraction pass and no temporary.
+        The factors enter the workspaces as plain row copies and Wᵀ is a view (BLAS transposes it), so
+        no copy transposes a factor (that transposed copy was 22% of a right-hand side at m = n = 1000).
         Small products cost about one BLAS call each, whatever their size: four stacked products
         (two when m = n, U and V then sharing one stack) take half the time of the eight products and
         two subtractions of the plain formula at m = n = 20, and 10-20% less at m = n = 1000.
@@ -329,15 +337,15 @@ class MatrixFactorization(FactoredProblem):
         W, M = self._workspace(B, stacked=m == n)
         if m == n:
             X = x.reshape(B, 2, m, k)
-            np.copyto(W[:, :, :k], X.mT)
-            np.matmul(W, X, out=M)
+            np.copyto(W[..., :k], X)
+            np.matmul(W.mT, X, out=M)
             if negate:
                 np.negative(M, out=M)
-            np.matmul(W.mT, M[:, ::-1], out=out.reshape(B, 2, m, k))
+            np.matmul(W, M[:, ::-1], out=out.reshape(B, 2, m, k))
             return out
         (Wu, Wv), (Mu, Mv), (U, V), (GU, GV) = W, M, self.unpack(x), self.unpack(out)
-        np.copyto(Wu[:, :k], U.mT)
-        np.copyto(Wv[:, :k], V.mT)
+        np.copyto(Wu[..., :k], U)
+        np.copyto(Wv[..., :k], V)
         factor_gradient(Wu, Wv, V, Mv, GU, negate)
         factor_gradient(Wv, Wu, U, Mu, GV, negate)
         return out
@@ -367,8 +375,8 @@ class MatrixFactorization(FactoredProblem):
         k = self.width
         U, V = self.unpack(rows)
         (Wu, Wv), (Mu, Mv) = self._workspace(len(rows), stacked=False)
-        np.copyto(Wu[:, :k], U.mT)
-        np.copyto(Wv[:, :k], V.mT)
+        np.copyto(Wu[..., :k], U)
+        np.copyto(Wv[..., :k], V)
         shape = (U if block == "U" else V).shape
         G = np.empty(shape) if out is None else out.reshape(shape)
         if block == "U":
@@ -470,22 +478,24 @@ class SymmetricFactorization(FactoredProblem):
         return {"problem": type(self).__name__, "m": self.m, "width": self.width,
                 "target": self.target.describe()}
 
+    LOSS_SCALE = 0.25  # f = LOSS_SCALE·‖XXᵀ − M‖²_F (see MatrixFactorization.LOSS_SCALE)
+
     def loss(self, x):
         """f = ¼‖XXᵀ − M‖²_F."""
-        return 0.25 * self.residual_norm(x) ** 2
+        return self.LOSS_SCALE * self.residual_norm(x) ** 2
 
     def _grad_rows(self, x, out, negate=False):
         """∇f = (XXᵀ − M)X = X(XᵀX) − MX for a stack x (B, dim), into ``out`` (−∇f if ``negate``):
-        with M = Φ diag σ Ψᵀ, ∇f = [Xᵀ; Φᵀ]ᵀ ([Xᵀ; −σΨᵀ] X), as in
+        with M = Φ diag σ Ψᵀ, ∇f = [X, Φ] ([X, −Ψσ]ᵀ X), as in
         :meth:`MatrixFactorization._grad_rows` with U = V = X."""
         B, (m, k) = len(x), self.layout[0][1]
         W, M = self._workspace(B, stacked=True)
         X = x.reshape(B, m, k)
-        np.copyto(W[:, :, :k], X.mT[:, None])
-        np.matmul(W[:, 1], X, out=M[:, 1])
+        np.copyto(W[..., :k], X[:, None])
+        np.matmul(W[:, 1].mT, X, out=M[:, 1])
         if negate:
             np.negative(M[:, 1], out=M[:, 1])
-        np.matmul(W[:, 0].mT, M[:, 1], out=out.reshape(B, m, k))
+        np.matmul(W[:, 0], M[:, 1], out=out.reshape(B, m, k))
         return out
 
     def hvp(self, x, v):

@@ -43,20 +43,24 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from . import blas
 from . import monitors as _monitors
+from .base import TRUSTED
 from .events import Event, as_events
 from .failures import DivergenceError, IntegrationError
 from .perturbations import (DiscretizationError, FixedPerturbation, MinibatchSensingError, Perturbation,
                             RandomPerturbation, SensingError)
 from .problems import MatrixFactorization, SymmetricFactorization
 from .targets import LowRankTarget
-from .trajectory import Bases, LiftedDense, ReducedStates, Trajectory
+from .subspace import Bases, LiftedDense, ReducedStates
+from .trajectory import Trajectory
 
-__all__ = ["LEAK_RTOL", "Plan", "ReducedPerturbation", "leakage", "plan", "reduced_problem", "span_bases"]
+__all__ = ["LEAK_RTOL", "Plan", "ReducedFactorization", "ReducedPerturbation", "ReducedSymmetricFactorization",
+           "leakage", "plan", "reduced_problem", "span_bases"]
 
 LEAK_RTOL = 1e-10
 """A perturbation whose value leaks out of the spans by more than this fraction of its norm is not
@@ -70,7 +74,7 @@ _FLOWS = ("GradientFlow", "ScaledGradientFlow", "ModifiedFlow", "PerturbedGradie
 _PROBLEMS = (MatrixFactorization, SymmetricFactorization)
 
 
-def demanded(reduce) -> bool | None:
+def _demand(reduce) -> bool | None:
     """``reduce`` as True (reduce or raise), False (never) or None ("auto": reduce where exact)."""
     if reduce is None or (isinstance(reduce, str) and reduce == "auto"):
         return None
@@ -104,8 +108,30 @@ def span_bases(problem, x0) -> Bases:
     return Bases(tuple(matrices), problem.layout)
 
 
+class _SmallResidual:
+    """The residual norm of a reduced problem, whose matrices are (k + r) × (k + r): forming UVᵀ − S costs a
+    tenth of the QRs that spare a large problem the m×n matrix, and is as accurate (every entry to rounding)."""
+
+    target: LowRankTarget  # the problem class it is mixed into has them
+    factors: Callable
+
+    def residual_norm(self, x) -> np.ndarray:
+        U, V = self.factors(x)
+        return np.linalg.norm(U @ V.mT - self.target.dense(), axis=(-2, -1))
+
+
+class ReducedFactorization(_SmallResidual, MatrixFactorization):
+    """:class:`~pgflow.flows.problems.MatrixFactorization` of the reduced coordinates (C, D)."""
+
+
+class ReducedSymmetricFactorization(_SmallResidual, SymmetricFactorization):
+    """:class:`~pgflow.flows.problems.SymmetricFactorization` of the reduced coordinates C."""
+
+
+TRUSTED.update({ReducedFactorization, ReducedSymmetricFactorization})  # the parents' tested derivatives
+
 def reduced_problem(problem):
-    """The problem of the reduced coordinates: the same class and width, target S = [diag σ, 0; 0, 0] of
+    """The problem of the reduced coordinates: the same kind and width, target S = [diag σ, 0; 0, 0] of
     size (k + r) × (k + r) (for a symmetric M = Φ diag(σ) Ψᵀ, S = [diag σ ΨᵀΦ, 0; 0, 0])."""
     target, k = problem.target, problem.width
     p, r = k + target.rank, target.rank
@@ -113,8 +139,8 @@ def reduced_problem(problem):
     if type(problem) is SymmetricFactorization:
         Psi = np.zeros((p, r))
         Psi[:r] = target.Phi.T @ target.Psi  # Ψ = Φ(ΦᵀΨ): the row space of a symmetric M is its column space
-        return SymmetricFactorization(LowRankTarget(E, target.sigma, Psi), k)
-    return MatrixFactorization(LowRankTarget(E, target.sigma, E), k)
+        return ReducedSymmetricFactorization(LowRankTarget(E, target.sigma, Psi), k)
+    return ReducedFactorization(LowRankTarget(E, target.sigma, E), k)
 
 
 def leakage(E, bases: Bases, form: str) -> float:
@@ -258,23 +284,31 @@ def plan(flow, x0, reduce="auto", t0: float = 0.0) -> "Plan":
     ------
     ValueError
         ``reduce=True`` for a run that cannot be reduced (the message says why), or an invalid ``reduce``.
+
+    Examples
+    --------
+    >>> from pgflow.flows import GradientFlow, MatrixFactorization, init
+    >>> p = MatrixFactorization.random(m=50, n=40, rank=2, width=3, seed=0)
+    >>> how = plan(GradientFlow(p), init.gaussian(p, 0.01, seed=1))
+    >>> how.reduced, how.full_dim, how.bases.reduced_dim, how.bases.reduced_layout
+    (True, 270, 30, (('U', (5, 3)), ('V', (5, 3))))
     """
-    demand = demanded(reduce)
+    demand = _demand(reduce)
     problem = getattr(flow, "problem", None)
     dim = int(np.shape(x0)[-1])
     if demand is False:
         return Plan("reduce=False", dim)
     reason = _problem_obstacle(problem)
-    bases = reduced = None
     if reason is None:
         bases = span_bases(problem, x0)
         reduced, reason = _reduced_flow(flow, reduced_problem(problem), bases, x0, t0)
-    if reason is not None:
-        if demand:
-            raise ValueError(f"reduce=True, but this run cannot be reduced: {reason}")
-        return Plan(reason, dim)
-    spans = "span(X₀, Φ)" if len(problem.layout) == 1 else "span(U₀, Φ) × span(V₀, Ψ)"
-    return Plan(f"exact: the run stays in {spans}", dim, bases, reduced)
+        if reason is None:
+            spans = "span(X₀, Φ)" if len(bases.layout) == 1 else "span(U₀, Φ) × span(V₀, Ψ)"
+            return Plan(f"exact: the run stays in {spans}", dim, bases, reduced, np.ascontiguousarray(bases.project(x0)),
+                        x0)
+    if demand:
+        raise ValueError(f"reduce=True, but this run cannot be reduced: {reason}")
+    return Plan(reason, dim)
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,12 +324,18 @@ class Plan:
         The bases of the spans (a leading member axis for a batch); None: solved in full.
     flow : flow object, optional
         The flow on the reduced problem.
+    start : ndarray, shape (reduced_dim,) or (B, reduced_dim), optional
+        The reduced initial state(s) z₀ = Qᵀx₀.
+    x0 : ndarray, shape (dim,) or (B, dim), optional
+        The full initial state(s), handed back as the first saved state (see :class:`ReducedStates`).
     """
 
     reason: str
     full_dim: int
     bases: Bases | None = None
-    flow: object = None
+    flow: Any = None
+    start: np.ndarray | None = None
+    x0: np.ndarray | None = None
 
     @property
     def reduced(self) -> bool:
@@ -305,11 +345,12 @@ class Plan:
         """The typed record every trajectory carries: ``reduced`` (bool), ``full_dim`` and ``reduced_dim`` (int,
         or None when solved in full) and ``reduction_reason`` (str)."""
         return {"reduced": self.reduced, "full_dim": self.full_dim,
-                "reduced_dim": self.bases.reduced_dim if self.reduced else None, "reduction_reason": self.reason}
+                "reduced_dim": None if self.bases is None else self.bases.reduced_dim, "reduction_reason": self.reason}
 
-    def start(self, x0) -> np.ndarray:
-        """The reduced initial state(s) z₀ = Qᵀx₀, shape (reduced_dim,) or (B, reduced_dim)."""
-        return np.ascontiguousarray(self.bases.project(x0))
+    def _reduced_bases(self) -> Bases:
+        if self.bases is None:
+            raise ValueError(f"this run is solved in full ({self.reason}): there is nothing to lift")
+        return self.bases
 
     def solve(self, run, args: tuple, options: dict, *, monitors, meta: dict, dynamics, blas_threads=1,
               events=(), callback=None, started: float):
@@ -337,16 +378,17 @@ class Plan:
         started : float
             ``time.perf_counter()`` when the caller began: the set-up counts in ``wall_time``.
         """
-        options = {**options, "monitors": {}, "reduce": False}
+        bases = self._reduced_bases()
+        reduced_options = {**options, "monitors": {}, "reduce": False}
         if callback is not None:
-            options["callback"] = lambda t, z: callback(t, self.bases.lift(z))
+            reduced_options["callback"] = _on_lifted(callback, bases)
         if events:
-            options["events"] = [Event(lambda t, z, fun=ev.fun: fun(t, self.bases.lift(z)), ev.terminal, ev.direction,
-                                       ev.key) for ev in as_events(events)]
+            reduced_options["events"] = [Event(_on_lifted(ev.fun, bases), ev.terminal, ev.direction, ev.key)
+                                         for ev in as_events(events)]
         finish = dict(monitors=monitors, meta=meta, dynamics=dynamics, blas_threads=blas_threads,
                       setup=time.perf_counter() - started)
         try:
-            result = run(*args, **options)
+            result = run(*args, **reduced_options)
         except (IntegrationError, DivergenceError) as exc:
             exc.partial = self.lifted(exc.partial, **finish)
             raise
@@ -354,30 +396,41 @@ class Plan:
 
     def lifted(self, result, *, monitors, meta, dynamics, blas_threads, setup):
         """The reduced run's trajectory (or list of a batch's, or None) as the full problem's."""
+        bases = self._reduced_bases()
         if result is None:
             return None
         if isinstance(result, list):
-            return [self._member(run, self.bases.member(b), monitors, meta, dynamics, blas_threads, setup)
+            return [self._member(run, bases.member(b), b, monitors, meta, dynamics, blas_threads, setup)
                     for b, run in enumerate(result)]
-        return self._member(result, self.bases, monitors, meta, dynamics, blas_threads, setup)
+        return self._member(result, bases, None, monitors, meta, dynamics, blas_threads, setup)
 
-    def _member(self, run: Trajectory, bases: Bases, monitors, meta, dynamics, blas_threads, setup) -> Trajectory:
+    def _member(self, run: Trajectory, bases: Bases, b, monitors, meta, dynamics, blas_threads, setup) -> Trajectory:
+        """Member b of a batch (None: the one run) as the full problem's trajectory."""
         if monitors is None:
             fns = _monitors.default(self.flow.problem)
         else:
-            fns = {name: (lambda t, z, fn=fn: fn(t, bases.lift(z))) for name, fn in _monitors.check(monitors).items()}
+            fns = {name: _on_lifted(fn, bases) for name, fn in _monitors.check(monitors).items()}
         start = time.perf_counter()
         with blas.limit(blas_threads):
-            values = _monitors.evaluate(fns, run.t, run.x)
+            values = _monitors.evaluate(fns, run.t, run.x, warn=False)
         monitor_time = time.perf_counter() - start
         accuracy = run.accuracy
         if accuracy is not None and accuracy.reference is not None and len(accuracy.reference):
-            accuracy = dataclasses.replace(accuracy, reference=ReducedStates(bases, accuracy.reference))
+            accuracy = dataclasses.replace(accuracy, reference=ReducedStates(bases, np.asarray(accuracy.reference)))
         stats = run.stats
         if stats is not None:
             stats = stats.replace(wall_time=stats.wall_time + setup, monitor_time=stats.monitor_time + monitor_time)
-        return Trajectory(t=run.t, x=ReducedStates(bases, run.x), layout=bases.layout,
+        starts, origins = np.asarray(self.start), np.asarray(self.x0)
+        z0, x0 = (starts, origins) if b is None else (starts[b], origins[b])
+        saved_start = len(run.t) > 0 and np.array_equal(run.x[0], z0)  # the run saved its start: give x₀ back
+        states = ReducedStates(bases, run.x, np.array(x0) if saved_start else None)
+        return Trajectory(t=run.t, x=states, layout=bases.layout,  # type: ignore[arg-type]  # x takes ReducedStates
                           monitors={**values, **run.monitors}, meta={**run.meta, **meta, **self.meta()},
                           dynamics=dynamics, stats=stats, events=run.events,
                           event_states={k: bases.lift(v) for k, v in run.event_states.items()}, accuracy=accuracy,
                           dense=None if run.dense is None else LiftedDense(run.dense, bases))
+
+
+def _on_lifted(fn: Callable, bases: Bases) -> Callable:
+    """``fn(t, x)`` of a full state (a monitor, an event, a callback) as a function of a reduced state z: fn(t, Q z)."""
+    return lambda t, z: fn(t, bases.lift(z))

@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .files import atomic_path
+from .subspace import Bases, ReducedStates
 
 DYNAMICS_KINDS = ("gf", "scaled_gf", "modified", "pgf", "gd", "ode")
 """Kinds of :class:`Dynamics`: gradient flow, ScaledGD's flow, a modified flow, a perturbed gradient
@@ -180,7 +181,7 @@ class Accuracy:
 
     estimate: np.ndarray
     how: str
-    reference: np.ndarray | None = None
+    reference: np.ndarray | ReducedStates | None = None
     reference_method: str | None = None
     reference_rtol: float | None = None
     reference_atol: float | None = None
@@ -191,121 +192,6 @@ class Accuracy:
         return {"how": self.how, "max_estimate": float(np.max(self.estimate)) if self.estimate.size else 0.0,
                 "reference_method": self.reference_method, "reference_rtol": self.reference_rtol,
                 "reference_atol": self.reference_atol, "cost": self.cost}
-
-
-@dataclass(frozen=True, eq=False)
-class Bases:
-    r"""Orthonormal bases of the subspaces a reduced run stays in, one per factor block of the state.
-
-    Each factor block F (rows × k) of a full state is F = Q F̃, with Q (rows × p) of orthonormal
-    columns and F̃ (p × k) the block of the reduced state: U = Q_U C and V = Q_V D for an asymmetric
-    problem, X = Q C for a symmetric one (see :mod:`pgflow.flows.reduction` for why the run never
-    leaves them). The bases of a batch carry a leading member axis.
-
-    Parameters
-    ----------
-    matrices : tuple of ndarray, each shape (rows, p) or (B, rows, p)
-        Q of every block of ``layout``, in its order.
-    layout : tuple of (name, (rows, cols))
-        The blocks of the full state.
-    """
-
-    matrices: tuple
-    layout: tuple
-
-    def __post_init__(self):
-        if len(self.matrices) != len(self.layout):
-            raise ValueError(f"matrices must hold one basis per block of the layout ({len(self.layout)}), "
-                             f"got {len(self.matrices)}")
-        for Q, (name, (rows, _)) in zip(self.matrices, self.layout):
-            if not (isinstance(Q, np.ndarray) and Q.dtype == np.float64 and Q.ndim in (2, 3) and Q.shape[-2] == rows):
-                raise ValueError(f"the basis of {name} must be a float64 array of shape ({rows}, p) or (B, {rows}, p), "
-                                 f"got {getattr(Q, 'shape', type(Q).__name__)}")
-
-    @property
-    def reduced_layout(self) -> tuple:
-        """The blocks of a reduced state: ((name, (p, cols)), ...)."""
-        return tuple((name, (Q.shape[-1], cols)) for Q, (name, (_, cols)) in zip(self.matrices, self.layout))
-
-    @property
-    def dim(self) -> int:
-        return sum(a * b for _, (a, b) in self.layout)
-
-    @property
-    def reduced_dim(self) -> int:
-        return sum(a * b for _, (a, b) in self.reduced_layout)
-
-    def member(self, b: int) -> "Bases":
-        """The bases of batch member b."""
-        return Bases(tuple(Q[b] for Q in self.matrices), self.layout)
-
-    def _map(self, x, transpose: bool):
-        """Q F̃ (lift) or Qᵀ F (project), block by block, for states of shape (..., size)."""
-        x = np.asarray(x, dtype=np.float64)
-        source, target = (self.layout, self.reduced_layout) if transpose else (self.reduced_layout, self.layout)
-        lead, start, blocks = x.shape[:-1], 0, []
-        for Q, (_, shape) in zip(self.matrices, source):
-            block = x[..., start:start + shape[0] * shape[1]].reshape(lead + shape)
-            blocks.append(np.matmul(Q.mT if transpose else Q, block).reshape(lead + (-1,)))
-            start += shape[0] * shape[1]
-        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
-
-    def lift(self, z) -> np.ndarray:
-        """Full states x from reduced ones: each block F = Q F̃. Shape (..., reduced_dim) -> (..., dim)."""
-        return self._map(z, transpose=False)
-
-    def project(self, x) -> np.ndarray:
-        """Reduced states from full ones: each block F̃ = Qᵀ F. Shape (..., dim) -> (..., reduced_dim)."""
-        return self._map(x, transpose=True)
-
-
-class ReducedStates:
-    """Saved states kept as bases and reduced coordinates, rebuilt as full states on demand.
-
-    ``states[i]`` rebuilds one state (shape (dim,)), ``states[a:b]`` several ((T', dim)), iteration one
-    at a time, and ``np.asarray(states)`` all of them (T × dim memory: only when asked).
-
-    Parameters
-    ----------
-    bases : Bases
-    coordinates : ndarray, shape (T, reduced_dim)
-    """
-
-    def __init__(self, bases: Bases, coordinates: np.ndarray):
-        coordinates = np.asarray(coordinates)
-        if coordinates.ndim != 2 or coordinates.shape[1] != bases.reduced_dim:
-            raise ValueError(f"coordinates must have shape (T, {bases.reduced_dim}), got {coordinates.shape}")
-        self.bases, self.coordinates = bases, coordinates
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self.coordinates), self.bases.dim)
-
-    def __len__(self) -> int:
-        return len(self.coordinates)
-
-    def __getitem__(self, index) -> np.ndarray:
-        if isinstance(index, tuple):
-            raise TypeError("index the saved states along time only (states[i], states[a:b]); take np.asarray(states) "
-                            "for more")
-        return self.bases.lift(self.coordinates[index])
-
-    def __iter__(self):
-        return (self.bases.lift(z) for z in self.coordinates)
-
-    def __array__(self, dtype=None, copy=None):
-        states = self.bases.lift(self.coordinates)
-        return states if dtype is None else states.astype(dtype, copy=False)
-
-
-class LiftedDense:
-    """The dense output of a reduced run as full states: ``bases.lift(dense(t))``."""
-
-    def __init__(self, dense: Callable, bases: Bases):
-        self.dense, self.bases = dense, bases
-
-    def __call__(self, t):
-        return self.bases.lift(self.dense(t))
 
 
 class PiecewiseLinear:
@@ -493,9 +379,9 @@ class Trajectory:
         file in the same folder, then rename).
 
         Returns the path written (``.npz`` appended to any other name). The dense output is not saved.
-        A reduced run's ``.npz`` file holds its bases (``basis/<block>``, rows × p) and reduced states
-        (``coordinates``, T × reduced_dim) instead of ``x``, and loads as a reduced run; its netCDF file
-        holds the rebuilt states (T × dim). netCDF needs ``pip install 'pgflow[data]'`` (see
+        A reduced run's ``.npz`` file holds its bases (``basis/<block>``, rows × p), reduced states
+        (``coordinates``, T × reduced_dim) and start (``start``, dim) instead of ``x``, and loads as a
+        reduced run; its netCDF file holds the rebuilt states (T × dim). netCDF needs ``pip install 'pgflow[data]'`` (see
         :mod:`pgflow.flows.export`).
         """
         path = os.fspath(path)
@@ -518,7 +404,8 @@ class Trajectory:
             states = {"x": self.x}
         else:
             states = {"coordinates": reduced.coordinates,
-                      **{f"basis/{name}": Q for Q, (name, _) in zip(reduced.bases.matrices, self.layout)}}
+                      **{f"basis/{name}": Q for Q, (name, _) in zip(reduced.bases.matrices, self.layout)},
+                      **({"start": reduced.start} if reduced.start is not None else {})}
         return {"t": self.t, **states, "meta": np.array(json.dumps(self.record())),
                 **{f"monitor/{k}": v for k, v in self.monitors.items()},
                 **{f"event_states/{k}": v for k, v in self.event_states.items()},
@@ -564,10 +451,10 @@ class Trajectory:
                 accuracy = Accuracy(estimate=data["error_estimate"], **summary)
             if "coordinates" in data.files:  # a reduced run: its bases and reduced states
                 x = ReducedStates(Bases(tuple(data[f"basis/{name}"] for name, _ in layout), layout),
-                                  data["coordinates"])
+                                  data["coordinates"], data["start"] if "start" in data.files else None)
             else:
                 x = data["x"]
-            return cls(t=data["t"], x=x, layout=layout, monitors=monitors, meta=head["meta"],
+            return cls(t=data["t"], x=x, layout=layout, monitors=monitors, meta=head["meta"],  # type: ignore[arg-type]
                        dynamics=dynamics, stats=stats, events=events, event_states=event_states, accuracy=accuracy)
 
 
@@ -586,4 +473,5 @@ def _set_states(self, states) -> None:
 
 # ``x`` is a dataclass field (a constructor argument, kept by dataclasses.replace) read through this property,
 # so a reduced run can hold its states as a ReducedStates and still hand out ordinary arrays
-Trajectory.x = property(_full_states, _set_states, doc="Flat states, shape (T, dim) (see the class docstring).")
+Trajectory.x = property(_full_states, _set_states,  # type: ignore[assignment]  # read as the ndarray annotated
+                        doc="Flat states, shape (T, dim) (see the class docstring).")

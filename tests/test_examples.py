@@ -23,6 +23,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 EXPECTED = {
     "own_ode.py": r"largest relative difference on the grid: \d\.\de-(1\d|0[89])",
     "own_problem.py": r"halving η shrinks the gap by (1\.9\d|2\.0\d)",
+    "formula_problem.py": r"late decay rate of ‖D‖: 0\.99\d+, expected 2λσ_r = 1.*fitted order (0\.9\d|1\.[01]\d)",
     "sweep_script.py": r"8 runs: 8 computed, 0 read back.*run again: 0 computed, 8 reused",
     "sweep_analysis.py": r"pandas, xarray and phase_diagram agree",
     "notebook_figures.py": r"loss_curves: 1 axes, 4 lines",

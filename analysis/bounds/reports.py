@@ -33,27 +33,28 @@ def _initial_leaves(expr, names: dict) -> dict:
     return leaves
 
 
-def rate(q, dynamics: str):
+def rate(q, dynamics: str, gradient: tuple | None = None):
     """The expression derivative(q) stands for on a run of ``dynamics``.
 
     Flows: :func:`pgflow.analysis.symbolic.time_derivative`. GD: the one-step difference quotient
     (q(x₊) − q(x))/η, from :func:`pgflow.analysis.symbolic.gd_step` when q is polynomial, else by
-    evaluating q at x₊ = (U − ηG_U, V − ηG_V). ``initial(...)`` inside q is a constant.
+    evaluating q at x₊ = (U − ηG_U, V − ηG_V). ``initial(...)`` inside q is a constant. ``gradient``:
+    the (G_U, G_V) the run follows (:attr:`Run.gradient`; default that of ½‖UVᵀ − Σ‖²_F).
     """
     # initial(q) is a number fixed by the first state; differentiating or shifting the U, V inside it
     # would treat it as a function of the current state, so it becomes an opaque leaf meanwhile.
     frozen = _initial_leaves(q, {})
     q = q.xreplace(frozen)
-    out = S.time_derivative(q, dynamics) if dynamics != "gd" else S.gd_increment(q) / S.eta
+    out = S.time_derivative(q, dynamics, gradient) if dynamics != "gd" else S.gd_increment(q, gradient) / S.eta
     return out.xreplace({leaf: node for node, leaf in frozen.items()})
 
 
-def _resolve(e, dynamics: str):
+def _resolve(e, dynamics: str, gradient: tuple | None = None):
     if isinstance(e, (Rate, MatrixRate)):
-        return rate(_resolve(e.args[0], dynamics), dynamics)
+        return rate(_resolve(e.args[0], dynamics, gradient), dynamics, gradient)
     if not e.args or isinstance(e, (sp.MatrixSymbol, sp.Symbol)) or not e.has(Rate, MatrixRate):
         return e
-    return e.func(*[_resolve(a, dynamics) for a in e.args])
+    return e.func(*[_resolve(a, dynamics, gradient) for a in e.args])
 
 
 def _evaluate(expr, run: Run, params: Mapping, cache: dict, *, flags: bool = False, states=None):
@@ -331,16 +332,17 @@ def check(claim, runs, *, params: Mapping | None = None, consistency_check: bool
     series, checks, cache = [], [], {}
     resolved: dict = {}
     for index, run in enumerate(runs):
-        if run.dynamics not in resolved:
+        key = (run.dynamics, run.gradient)  # a formula problem's runs follow their own gradient
+        if key not in resolved:
             try:
                 sides = (claim.lhs, claim.rhs, claim.allowance_expr)
-                resolved[run.dynamics] = (tuple(_resolve(e, run.dynamics) for e in sides),
-                                          tuple((_resolve(a, run.dynamics), op, _resolve(b, run.dynamics))
-                                                for a, op, b in claim.hypotheses_for(run.dynamics)))
+                resolved[key] = (tuple(_resolve(e, *key) for e in sides),
+                                 tuple((_resolve(a, *key), op, _resolve(b, *key))
+                                       for a, op, b in claim.hypotheses_for(run.dynamics)))
             except (ValueError, TypeError) as exc:
                 raise ClaimError(f"cannot resolve the claim on {run.dynamics} runs: {exc}", claim.text,
                                  name=claim.label) from None
-        sides, hypotheses = resolved[run.dynamics]
+        sides, hypotheses = resolved[key]
         parts = [_evaluate(e, run, values, cache, flags=True) for e in sides]
         (lhs, rhs, allowed), marks = (np.array(v, dtype=float) for v, _ in parts), [m for _, m in parts]
         allowed = allowed + claim.rel_allowance * (np.abs(lhs) + np.abs(rhs))
@@ -377,8 +379,8 @@ def _derivative_check(node, index: int, run: Run, params: Mapping, cache: dict):
     """derivative(q) on ``run`` against finite differences of q over its saved states (once per run)."""
     key = ("derivative check", node, run)
     if key not in cache:
-        q = _resolve(node.args[0], run.dynamics)
-        d = rate(q, run.dynamics)
+        q = _resolve(node.args[0], run.dynamics, run.gradient)
+        d = rate(q, run.dynamics, run.gradient)
         q_values = np.asarray(_evaluate(q, run, params, cache), dtype=float)
         d_values = np.asarray(_evaluate(d, run, params, cache), dtype=float)
         moved = np.asarray(_evaluate(q, run, params, cache, states=consistency.perturbed_states(run)), dtype=float)

@@ -4,7 +4,7 @@ evaluate on it."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
@@ -21,7 +21,10 @@ class Run:
     Parameters
     ----------
     problem : MatrixFactorization
-        Supplies Σ and its singular vectors.
+        Supplies Σ and its singular vectors. A problem with its own symbolic gradient (a
+        :class:`~pgflow.analysis.symbolic.FormulaProblem`: ``symbolic_gradient`` and
+        ``symbolic_values()``) is modelled along that gradient: ``derivative(q)`` follows its flows
+        and its GD step.
     trajectory : flows.Trajectory
     dynamics : {"gf", "pgf_residual", "pgf_additive", "modified", "gd"}
     perturbation : callable ``E(t, x)``, optional
@@ -54,6 +57,9 @@ class Run:
     perturbation: object = None
     step_size: float | None = None
     label: str = ""
+    gradient: tuple | None = field(default=None, init=False)
+    """The problem's own symbolic (G_U, G_V), which ``derivative(q)`` follows (None: the gradient of
+    ½‖UVᵀ − Σ‖²_F)."""
 
     def __post_init__(self):
         if self.dynamics not in S.DYNAMICS:
@@ -69,6 +75,7 @@ class Run:
             if self.step_size is None or not self.step_size > 0:
                 raise ValueError(f"a {self.dynamics} run needs its step_size η > 0, got {self.step_size!r}")
         _check_against_record(self)
+        object.__setattr__(self, "gradient", _own_gradient(self.problem))
         if not self.label:
             seed = self.trajectory.meta.get("seed", self.trajectory.meta.get("init_seed"))
             object.__setattr__(self, "label", self.dynamics + ("" if seed is None else f" seed {seed}"))
@@ -96,8 +103,8 @@ class Run:
         if record is None:
             raise TypeError("the trajectory records no dynamics (trajectory.dynamics is None): build a Run with "
                             "dynamics= explicitly")
-        factorization = type(problem) is MatrixFactorization
-        if record.kind == "gf" and hasattr(problem, "operator"):
+        factorization = type(problem) is MatrixFactorization or _own_gradient(problem) is not None
+        if record.kind == "gf" and hasattr(problem, "operator") and not factorization:
             noise = bool(np.any(problem.noise_vector))
             return cls(problem, trajectory, "pgf_residual", perturbation=perturbations.SensingError(problem, noise),
                        label=label)
@@ -127,6 +134,8 @@ class Run:
         """Numeric values of the leaves ``needed`` on every saved state (time-first)."""
         traj, dyn = self.trajectory, self.dynamics
         env = {**self._problem_values, "U": traj.U, "V": traj.V, "t": np.asarray(traj.t, dtype=float)}
+        if self.gradient is not None:  # the leaves of the problem's own gradient: its parameters, 𝒜, y
+            env.update(self.problem.symbolic_values())
         sigma = np.asarray(self.problem.target.sigma)
         env.update(sigma_1=float(sigma[0]), sigma_r=float(sigma[-1]), kappa=float(sigma[0] / sigma[-1]))
         if "eta" in needed:
@@ -173,6 +182,12 @@ class Run:
         return out
 
 
+def _own_gradient(problem):
+    """The problem's symbolic (G_U, G_V) when it has one (a formula problem), else None."""
+    gradient = getattr(problem, "symbolic_gradient", None)
+    return None if gradient is None else tuple(gradient)
+
+
 def _description(value) -> str:
     return json.dumps(value, sort_keys=True, default=repr)
 
@@ -182,7 +197,7 @@ def _check_against_record(run: Run) -> None:
     problem, label = run.problem, run.dynamics
     record = getattr(run.trajectory, "dynamics", None)
     where = f"Run(..., dynamics={label!r})"
-    if type(problem) is not MatrixFactorization:
+    if type(problem) is not MatrixFactorization and _own_gradient(problem) is None:
         # only a sensing gradient flow is modelled, as the residual PGF of the factorization of X*
         if not (hasattr(problem, "operator") and label == "pgf_residual"
                 and isinstance(run.perturbation, perturbations.SensingError)

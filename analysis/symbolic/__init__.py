@@ -12,12 +12,22 @@ pgflow derives
 
 and compiles any expression into a batched numpy function: :func:`compile_expr`, :func:`evaluate`.
 
-The package's modules, from the bottom up: :mod:`.vocabulary` (symbols, shapes), :mod:`.parsing`
-(the safe expression parser), :mod:`.spectral_rates` and :mod:`.spectral` (norms, extreme eigenvalues
-and singular values, one-sided rates), :mod:`.calculus` (directional derivatives, gradients),
-:mod:`.catalogue` (named quantities), :mod:`.derivatives` (vector fields, time derivatives, GD
-steps), :mod:`.codegen` (numpy evaluation), :mod:`.modular` and :mod:`.numeric_checks` (exact and
-numeric evidence) and :mod:`.checking` (:func:`vanishes`, :func:`verify`). Everything public is importable from ``pgflow.analysis.symbolic`` itself.
+A loss written as a formula becomes a problem the flows and gradient descent integrate:
+:class:`FormulaProblem` (:mod:`.problem`) reads it (:mod:`.formula`), derives its gradient,
+Hessian-vector product and third derivative with this calculus, and compiles them at the problem's
+sizes into numpy programs that use the low-rank target through its factors and never form an m×n
+matrix where the formula allows it (:mod:`.factored`); sensing losses apply the operator ``A(X)``
+of :mod:`.sensing`.
+
+The package's modules, from the bottom up: :mod:`.vocabulary` (symbols, shapes), :mod:`.sensing` (the
+measurement operator 𝒜 and y), :mod:`.parsing` (the safe expression parser), :mod:`.spectral_rates`
+and :mod:`.spectral` (norms, extreme eigenvalues and singular values, one-sided rates),
+:mod:`.calculus` (directional derivatives, gradients), :mod:`.catalogue` (named quantities),
+:mod:`.derivatives` (vector fields, time derivatives, GD steps), :mod:`.codegen` (numpy evaluation),
+:mod:`.factored` (programs at concrete sizes that keep m×n matrices factored), :mod:`.formula` and
+:mod:`.problem` (a loss from a formula), :mod:`.modular` and :mod:`.numeric_checks` (exact and
+numeric evidence) and :mod:`.checking` (:func:`vanishes`, :func:`verify`). Everything public is
+importable from ``pgflow.analysis.symbolic`` itself.
 
 How the derivations are done, and why not with ``expr.diff(MatrixSymbol)``
 --------------------------------------------------------------------------
@@ -60,7 +70,11 @@ from .catalogue import QUANTITIES, RENAMED_QUANTITIES, Quantity, as_expr
 from .checking import Componentwise, Verification, explicit, vanishes, verify
 from .codegen import Compiled, compile_expr, evaluate, problem_values
 from .derivatives import gd_increment, gd_step, gradient, time_derivative, vector_field
+from .factored import FactoredProgram, compile_factored
+from .formula import Formula, FormulaError, FormulaShapeError, FormulaSyntaxError, read_formula
 from .modular import generic_sizes, matrix_degree
+from .problem import FORMULAS, FormulaProblem
+from .sensing import A, A_adjoint, AdjointMeasure, Measure, p, y
 from .parsing import ClaimError, ClaimSyntaxError, parse_expression
 from .spectral import (RATES, AbsRate, EigenRate, FroNorm, FroRate, LambdaMax, LambdaMin, MatrixFunction, NuclearNorm,
                        NuclearRate, OpNorm, SigmaMin, SingularRate, TopSum, TopSumRate, fro, lambda_max, lambda_min,
@@ -69,13 +83,15 @@ from .vocabulary import (DIMS, DYNAMICS, PERTURBATIONS, STATE, STRUCTURE, SYMBOL
                          Phi, Phi_perp, Psi, Psi_perp, ShapeError, Sigma, Sigma_star, U, V, eta, format_shape, fro2,
                          is_scalar, k, m, n, r, same_dim, shape_of, t, trace)
 
-__all__ = ["AbsRate", "ClaimError", "ClaimSyntaxError", "Compiled", "Componentwise", "DIMS", "DYNAMICS", "E", "E_U",
-           "E_V", "EigenRate", "FroNorm", "FroRate", "LambdaMax", "LambdaMin", "MatrixFunction", "NotPolynomial",
-           "NuclearNorm", "NuclearRate", "OpNorm", "PERTURBATIONS", "Phi", "Phi_perp", "Psi", "Psi_perp", "QUANTITIES",
-           "Quantity", "RATES", "RENAMED_QUANTITIES", "STATE", "STRUCTURE", "SYMBOLS", "ShapeError", "Sigma",
-           "Sigma_star", "SigmaMin", "SingularRate", "TARGET", "TopSum", "TopSumRate", "U", "V", "Verification",
-           "as_expr", "compile_expr", "directional", "eta", "evaluate", "explicit", "format_shape", "fro", "fro2",
-           "gd_increment", "gd_step", "generic_sizes", "gradient", "gradient_of", "is_scalar", "k", "lambda_max",
-           "lambda_min", "m", "matrix_degree", "n", "norm", "nuclear_norm", "parse_expression", "problem_values", "r",
-           "same_dim", "shape_of", "sigma_max", "sigma_min", "t", "time_derivative", "top_sum", "trace", "vanishes",
-           "vector_field", "verify"]
+__all__ = ["A", "A_adjoint", "AbsRate", "AdjointMeasure", "ClaimError", "ClaimSyntaxError", "Compiled", "Componentwise",
+           "DIMS", "DYNAMICS", "E", "E_U", "E_V", "EigenRate", "FORMULAS", "FactoredProgram", "Formula", "FormulaError",
+           "FormulaProblem", "FormulaShapeError", "FormulaSyntaxError", "FroNorm", "FroRate", "LambdaMax", "LambdaMin",
+           "MatrixFunction", "Measure", "NotPolynomial", "NuclearNorm", "NuclearRate", "OpNorm", "PERTURBATIONS", "Phi",
+           "Phi_perp", "Psi", "Psi_perp", "QUANTITIES", "Quantity", "RATES", "RENAMED_QUANTITIES", "STATE", "STRUCTURE",
+           "SYMBOLS", "ShapeError", "Sigma", "SigmaMin", "Sigma_star", "SingularRate", "TARGET", "TopSum", "TopSumRate",
+           "U", "V", "Verification", "as_expr", "compile_expr", "compile_factored", "directional", "eta", "evaluate",
+           "explicit", "format_shape", "fro", "fro2", "gd_increment", "gd_step", "generic_sizes", "gradient",
+           "gradient_of", "is_scalar", "k", "lambda_max", "lambda_min", "m", "matrix_degree", "n", "norm",
+           "nuclear_norm", "p", "parse_expression", "problem_values", "r", "read_formula", "same_dim", "shape_of",
+           "sigma_max", "sigma_min", "t", "time_derivative", "top_sum", "trace", "vanishes", "vector_field", "verify",
+           "y"]

@@ -43,14 +43,27 @@ def gradient(q, wrt=U):
     return gradient_of(q, wrt)
 
 
+def _gradient_pair(gradient) -> tuple:
+    """(G_U, G_V): the given pair, or the gradient of the catalogue's ``loss``."""
+    if gradient is None:
+        return QUANTITIES["G_U"].expr, QUANTITIES["G_V"].expr
+    G_U, G_V = gradient
+    if not (isinstance(G_U, MatrixExpr) and isinstance(G_V, MatrixExpr)):
+        raise TypeError(f"gradient must be a pair (G_U, G_V) of matrix expressions, got {gradient!r}")
+    return G_U, G_V
+
+
 @functools.lru_cache(maxsize=None)
-def vector_field(dynamics: str) -> tuple:
+def vector_field(dynamics: str, gradient: tuple | None = None) -> tuple:
     r"""(U̇, V̇) of a flow, built on the symbolic gradient G = (G_U, G_V) of ``loss``.
 
     gf: −G. pgf_residual: −G + (EV, EᵀU), i.e. U̇ = (Σ − UVᵀ + E)V. pgf_additive: −G + (E_U, E_V).
     modified: −G − (η/2)∇²f·G with ∇²f·G = DG[G] (backward error analysis of GD, docs/math/invariants.md).
+
+    ``gradient``: another loss's (G_U, G_V), e.g. a formula problem's
+    (:attr:`~.problem.FormulaProblem.symbolic_gradient`); default the catalogue's ½‖UVᵀ − Σ‖²_F.
     """
-    G_U, G_V = QUANTITIES["G_U"].expr, QUANTITIES["G_V"].expr
+    G_U, G_V = _gradient_pair(gradient)
     if dynamics == "gf":
         return -G_U, -G_V
     if dynamics == "pgf_residual":
@@ -72,12 +85,12 @@ def _check_differentiable(q, what: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _time_derivative(q, dynamics):
-    U_dot, V_dot = vector_field(dynamics)
+def _time_derivative(q, dynamics, gradient=None):
+    U_dot, V_dot = vector_field(dynamics, gradient)
     return directional(q, {U: U_dot, V: V_dot, t: sp.Integer(1)})
 
 
-def time_derivative(q, dynamics: str = "gf"):
+def time_derivative(q, dynamics: str = "gf", gradient: tuple | None = None):
     r"""d/dt q along a flow: the chain rule Dq[U̇, V̇] (+ ∂q/∂t if q mentions ``t``).
 
     Parameters
@@ -85,6 +98,8 @@ def time_derivative(q, dynamics: str = "gf"):
     q : str, Quantity or sympy expression (scalar or matrix)
     dynamics : {"gf", "pgf_residual", "pgf_additive", "modified"}
         For "gd" use :func:`gd_step`.
+    gradient : (G_U, G_V), optional
+        The gradient the flow follows (:func:`vector_field`); default that of ½‖UVᵀ − Σ‖²_F.
 
     Returns
     -------
@@ -102,7 +117,7 @@ def time_derivative(q, dynamics: str = "gf"):
     _check_differentiable(q, "the time derivative")
     if dynamics == "gd":
         raise ValueError("gradient descent has no time derivative: use gd_step(q) for its exact one-step change")
-    return _time_derivative(q, dynamics)
+    return _time_derivative(q, dynamics, None if gradient is None else tuple(gradient))
 
 
 def _by_power(pieces, h):
@@ -116,7 +131,7 @@ def _by_power(pieces, h):
 
 
 @functools.lru_cache(maxsize=None)
-def _gd_step(q):
+def _gd_step(q, gradient=None):
     dU, dV = MatrixSymbol("dU", *U.shape), MatrixSymbol("dV", *V.shape)
     # The step size is a fresh symbol h, set to eta only at the end: q may itself mention eta, and
     # shifting by eta would mix the powers of the step with those of q (e.g. eta*loss would lose
@@ -128,17 +143,19 @@ def _gd_step(q):
         groups = _by_power(_monomials(shifted, wrt), h)
     else:
         groups = _by_power([(_expand_scalar(shifted, wrt), ())], h)
-    G_U, G_V = QUANTITIES["G_U"].expr, QUANTITIES["G_V"].expr
+    G_U, G_V = _gradient_pair(gradient)
     increment = _add([h ** j * _add(terms, q) for j, terms in sorted(groups.items()) if j >= 1], q)
     return increment.xreplace({dU: -G_U, dV: -G_V, h: eta}).doit()
 
 
-def gd_step(q):
+def gd_step(q, gradient: tuple | None = None):
     r"""q(U₊, V₊) − q(U, V) for one GD step U₊ = U − ηG_U, V₊ = V − ηG_V: an exact polynomial in η.
 
     Parameters
     ----------
     q : str, Quantity or sympy expression, polynomial in U and V
+    gradient : (G_U, G_V), optional
+        The gradient GD steps along; default that of ½‖UVᵀ − Σ‖²_F.
 
     Returns
     -------
@@ -160,10 +177,10 @@ def gd_step(q):
     q = as_expr(q)
     shape_of(q)
     _check_differentiable(q, "the GD step")
-    return _gd_step(q)
+    return _gd_step(q, None if gradient is None else tuple(gradient))
 
 
-def gd_increment(q):
+def gd_increment(q, gradient: tuple | None = None):
     r"""q(U − ηG_U, V − ηG_V, t + η) − q(U, V, t), the change of q over one GD step.
 
     For q polynomial in U and V this is :func:`gd_step` (the exact η-polynomial, cancellation-free);
@@ -173,6 +190,8 @@ def gd_increment(q):
     Parameters
     ----------
     q : str, Quantity or sympy expression (scalar or matrix)
+    gradient : (G_U, G_V), optional
+        The gradient GD steps along; default that of ½‖UVᵀ − Σ‖²_F.
 
     Returns
     -------
@@ -187,8 +206,9 @@ def gd_increment(q):
     q = as_expr(q)
     shape_of(q)
     _check_differentiable(q, "the GD step")
+    gradient = None if gradient is None else tuple(gradient)
     try:
-        return _gd_step(q)
+        return _gd_step(q, gradient)
     except NotPolynomial:
-        G_U, G_V = QUANTITIES["G_U"].expr, QUANTITIES["G_V"].expr
+        G_U, G_V = _gradient_pair(gradient)
         return q.xreplace({U: U - eta * G_U, V: V - eta * G_V, t: t + eta}) - q

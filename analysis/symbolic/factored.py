@@ -9,9 +9,11 @@ m×n matrix where the expression allows it.
    expanded (:func:`distribute`): (UVᵀ − Σ)V becomes UVᵀV − ΦΣ*ΨᵀV. Sums of small matrices
    (UᵀU − VᵀV, k×k) stay whole: they are cheap and keep their accuracy.
 3. **Cheapest association.** Every product chain is evaluated in the order that costs the fewest
-   multiplications at the concrete sizes (the matrix-chain recursion), every trace tr(F₁⋯F_q) by
-   the cheapest rotation and split tr(XY) = Σᵢⱼ X_ij Y_ji. U VᵀV becomes U(VᵀV), ΦΣ*ΨᵀV becomes
-   Φ(Σ*(ΨᵀV)): O((m + n)k(k + r)) instead of O(mnk).
+   multiplications at the concrete sizes (the matrix-chain recursion; a product of constants such as
+   Σ*Ψᵀ is free, made once by :class:`BoundProgram`), every trace tr(F₁⋯F_q) by the cheapest
+   rotation and split tr(XY) = Σᵢⱼ X_ij Y_ji. U VᵀV becomes U(VᵀV), ΦΣ*ΨᵀV becomes Φ((Σ*Ψᵀ)V):
+   O((m + n)k(k + r)) instead of O(mnk). Terms of a sum with the same tall left factor share one
+   product (:func:`collect_left`): λU + U VᵀV becomes U(λI + VᵀV).
 
 Where an m×n matrix is only ever *used*, it is used through its low-rank factors (:func:`lowrank_terms`:
 a sum of products, each split at a k- or r-sized inner dimension into L Rᵀ):
@@ -36,18 +38,18 @@ import itertools
 
 import numpy as np
 import sympy as sp
-from sympy import MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
+from sympy import Identity, MatAdd, MatMul, MatrixExpr, MatrixSymbol, Trace, Transpose
 
 from ...flows.problems import lowrank_core
-from .calculus import _add, _mul
+from .calculus import flat_product, flat_sum
 from .codegen import _T, _Program, _fro2, _is_transpose, _measure, _prod, _tr, _tr2
-from .sensing import Measure, is_adjoint_factor
-from .vocabulary import Phi, Psi, Sigma, Sigma_star, k, m, n, r
+from .sensing import Measure, is_adjoint_factor, uses_operator, y
+from .vocabulary import Phi, Phi_perp, Psi, Psi_perp, Sigma, Sigma_star, k, m, n, r
 
 
 def _small(d) -> bool:
     """A size that is k, r or a number (an inner dimension worth factoring through)."""
-    return sp.sympify(d).free_symbols <= {k, r}
+    return _as_size(d).free_symbols <= {k, r}
 
 
 def is_big(e) -> bool:
@@ -86,10 +88,10 @@ def distribute(e, memo=None):
     elif isinstance(e, Transpose):
         a = distribute(e.arg, memo)
         if isinstance(a, MatAdd):
-            out = _add([distribute(Transpose(t), memo) for t in a.args], e)
+            out = flat_sum([distribute(Transpose(t), memo) for t in a.args])
         elif isinstance(a, MatMul):
             coeff, mats = a.as_coeff_matrices()
-            out = _mul([coeff, *[distribute(Transpose(f), memo) for f in reversed(mats)]])
+            out = flat_product([coeff, *[distribute(Transpose(f), memo) for f in reversed(mats)]])
         elif isinstance(a, Transpose):
             out = a.arg
         else:
@@ -99,9 +101,9 @@ def distribute(e, memo=None):
         coeff = distribute(coeff, memo)
         factors = [distribute(f, memo) for f in mats]
         choices = [f.args if isinstance(f, MatAdd) and is_big(f) else (f,) for f in factors]
-        out = _add([_mul([coeff, *combo]) for combo in itertools.product(*choices)], e)
+        out = flat_sum([flat_product([coeff, *combo]) for combo in itertools.product(*choices)])
     elif isinstance(e, MatAdd):
-        out = _add([distribute(a, memo) for a in e.args], e)
+        out = flat_sum([distribute(a, memo) for a in e.args])
     elif isinstance(e, Trace):
         a = distribute(e.arg, memo)
         terms = a.args if isinstance(a, MatAdd) and is_big(a) else (a,)
@@ -119,6 +121,26 @@ def _scaled_trace(X):
         if coeff != 1:
             return coeff * Trace(MatMul(*mats) if len(mats) > 1 else mats[0])
     return Trace(X)
+
+
+def collect_left(terms) -> list:
+    """Terms of a sum that start with the same tall factor L (m×k: U, Φ, dU, ...) merged into one,
+    Σᵢ cᵢ L Mᵢ = L (Σᵢ cᵢ Mᵢ) (a term cᵢ L counts as cᵢ L I): the sum moves to the small side, so the
+    tall product is made once. λU + U VᵀV becomes U(λI + VᵀV)."""
+    groups: dict = {}
+    for term in terms:
+        coeff, mats = term.as_coeff_matrices() if isinstance(term, MatMul) else (sp.Integer(1), [term])
+        first = mats[0]
+        tall = isinstance(first, MatrixSymbol) and not _small(first.shape[0]) and _small(first.shape[1])
+        groups.setdefault(first if tall else term, []).append((term, coeff, mats[1:]))
+    out = []
+    for key, members in groups.items():
+        if len(members) == 1:
+            out.append(members[0][0])
+            continue
+        inner = flat_sum([flat_product([coeff, *(rest or [Identity(key.shape[1])])]) for _, coeff, rest in members])
+        out.append(flat_product([key, inner]))
+    return out
 
 
 def lowrank_terms(X, sizes: dict) -> tuple[list, list]:
@@ -146,7 +168,11 @@ def lowrank_terms(X, sizes: dict) -> tuple[list, list]:
 
 
 def _value(d, sizes: dict) -> int:
-    return int(sp.sympify(d).xreplace({s: sp.Integer(v) for s, v in sizes.items()}))
+    return int(_as_size(d).xreplace({s: sp.Integer(v) for s, v in sizes.items()}))
+
+
+def _as_size(d):
+    return sp.Integer(d) if isinstance(d, int) else d
 
 
 def _cat(*arrays):
@@ -186,7 +212,7 @@ def _adjoint_products(operator, z, *multipliers, sides):
 
 
 def _signed_sum(*args, signs):
-    out = args[0]
+    out = args[0] if signs[0] > 0 else -args[0]
     for a, sign in zip(args[1:], signs[1:]):  # not in place: a later term may carry more batch axes
         out = out + a if sign > 0 else out - a
     return out
@@ -196,15 +222,19 @@ def _matrix_coeff(term):
     """(c, M) with term = c·M for a matrix term (c the numeric part of a product's coefficient)."""
     if isinstance(term, MatMul):
         coeff, mats = term.as_coeff_matrices()
-        number, scalar = sp.sympify(coeff).as_coeff_Mul()
-        rest = _mul([scalar, *mats])
+        number, scalar = coeff.as_coeff_Mul()
+        rest = flat_product([scalar, *mats])
         return number, rest
     return sp.Integer(1), term
 
 
-def _chain_order(dims: tuple) -> tuple[dict, dict]:
+def _chain_order(dims: tuple, free=None) -> tuple[dict, dict]:
     """The matrix-chain recursion: (cost, split) of the cheapest association of a product of
-    matrices of shapes dims[i]×dims[i+1], keyed by (first, last) factor."""
+    matrices of shapes dims[i]×dims[i+1], keyed by (first, last) factor.
+
+    ``free(i, j)``: whether the product of factors i..j costs nothing per evaluation (a product of
+    constants, computed once when the program is bound: Φ Σ* in Φ Σ* Ψᵀ V).
+    """
     q = len(dims) - 1
     cost = {(i, i): 0 for i in range(q)}
     split = {}
@@ -213,7 +243,18 @@ def _chain_order(dims: tuple) -> tuple[dict, dict]:
             j = i + length - 1
             cost[i, j], split[i, j] = min((cost[i, s] + cost[s + 1, j] + dims[i] * dims[s + 1] * dims[j + 1], s)
                                           for s in range(i, j))
+            if free is not None and free(i, j):
+                cost[i, j] = 0
     return cost, split
+
+
+CONSTANTS = frozenset({Sigma, Phi, Psi, Sigma_star, Phi_perp, Psi_perp, y})
+"""Leaves that do not change with the state: products of them are computed once (:class:`BoundProgram`)."""
+
+
+def is_constant(e) -> bool:
+    """Whether an expression depends on constant leaves (and numbers, parameters, sizes) only."""
+    return e.atoms(MatrixSymbol) <= CONSTANTS
 
 
 class FactoredProgram(_Program):
@@ -257,6 +298,8 @@ class FactoredProgram(_Program):
         if isinstance(e, MatMul):
             coeff, mats = e.as_coeff_matrices()
             return self.chain(list(mats), coeff)
+        if isinstance(e, MatAdd) and not _small(e.shape[0]) and len(collect_left(e.args)) < len(e.args):
+            return self.ref(flat_sum(collect_left(e.args)))
         if isinstance(e, (MatAdd, sp.Add)):
             return self.signed_sum(e.args)
         if isinstance(e, sp.Mul) and len(e.args) == 2:
@@ -275,12 +318,14 @@ class FactoredProgram(_Program):
         for term in terms:
             coeff, rest = term.as_coeff_Mul() if not isinstance(term, MatrixExpr) else _matrix_coeff(term)
             if coeff.is_Number and coeff < 0:
-                signed.append((-1, self.ref(-coeff * rest if coeff != -1 else rest)))
+                if coeff != -1:
+                    rest = flat_product([-coeff, rest]) if isinstance(rest, MatrixExpr) else -coeff * rest
+                signed.append((-1, self.ref(rest)))
             else:
                 signed.append((1, self.ref(term)))
         signed.sort(key=lambda item: -item[0])  # start from a term that is added
         signs, args = zip(*signed)
-        if len(args) == 2:
+        if len(args) == 2 and signs[0] > 0:
             return self.op(np.add if signs[1] > 0 else np.subtract, list(args), "add" if signs[1] > 0 else "sub")
         return self.op(functools.partial(_signed_sum, signs=signs), list(args), f"sum{list(signs)}")
 
@@ -299,15 +344,15 @@ class FactoredProgram(_Program):
             out = out if scale is None else self.op(np.multiply, [scale, out], "mul")
         else:
             dims = (self.dims(mats[0])[0],) + tuple(self.dims(f)[1] for f in mats)
-            _, split = _chain_order(dims)
+            _, split = _chain_order(dims, self._free(mats))
 
             def build(i, j):
                 if i == j:
                     return self.ref(mats[i])
                 sub = ("chain", sp.Integer(1), *mats[i:j + 1])
                 if sub not in self.memo:
-                    self.memo[sub] = self._matmul(build(i, split[i, j]), build(split[i, j] + 1, j), dims[i],
-                                                  dims[split[i, j] + 1], dims[j + 1])
+                    self.memo[sub] = self._matmul(build(i, split[i, j]), build(split[i, j] + 1, j),
+                                                  (dims[i], dims[j + 1]))
                 return self.memo[sub]
 
             q, s = len(mats) - 1, split[0, len(mats) - 1]
@@ -317,13 +362,13 @@ class FactoredProgram(_Program):
                     left = self.op(np.multiply, [scale, left], "mul")
                 else:
                     right = self.op(np.multiply, [scale, right], "mul")
-            out = self._matmul(left, right, dims[0], dims[s + 1], dims[q + 1])
+            out = self._matmul(left, right, (dims[0], dims[q + 1]))
         self.memo[key] = out
         return out
 
-    def _matmul(self, left: int, right: int, rows: int, inner: int, cols: int) -> int:
+    def _matmul(self, left: int, right: int, shape: tuple) -> int:
         out = self.op(np.matmul, [left, right], "matmul")
-        self.shapes[out] = (rows, cols)
+        self.shapes[out] = shape
         return out
 
     def _adjoint_chain(self, mats: list, i: int) -> int:
@@ -382,7 +427,17 @@ class FactoredProgram(_Program):
 
     def _cost(self, mats: list) -> int:
         dims = (self.dims(mats[0])[0],) + tuple(self.dims(f)[1] for f in mats)
-        return _chain_order(dims)[0][0, len(mats) - 1]
+        return _chain_order(dims, self._free(mats))[0][0, len(mats) - 1]
+
+    @staticmethod
+    def _free(mats: list):
+        """free(i, j) for :func:`_chain_order`: a product of constants that is not m×n-like (an m×n
+        constant such as Φ Σ* Ψᵀ is never formed, however cheap once)."""
+        constant = [is_constant(f) and not uses_operator(f) for f in mats]
+
+        def free(i, j):
+            return all(constant[i:j + 1]) and (_small(mats[i].shape[0]) or _small(mats[j].shape[1]))
+        return free
 
     # the low-rank uses of m×n sums
 
@@ -404,7 +459,7 @@ class FactoredProgram(_Program):
         if pairs:
             parts.append(self.op(_apply_factored, [self.operator(), *self.lowrank_factors(pairs)], "apply_factored"))
         if rest:
-            parts.append(self.op(_measure, [self.operator(), self.ref(_add(rest, X))], "A"))
+            parts.append(self.op(_measure, [self.operator(), self.ref(flat_sum(rest))], "A"))
         return parts[0] if len(parts) == 1 else self.op(np.add, parts, "sum")
 
     # assembling
@@ -413,6 +468,8 @@ class FactoredProgram(_Program):
         """Emit the fused operator products and order the steps so that each runs after its arguments."""
         for z, (register, sides, args) in self.adjoint_groups.items():
             self.steps.append((register, functools.partial(_adjoint_products, sides=tuple(sides)), tuple(args)))
+            self.listing[register] = (f"r{register} = adjoint_products[{', '.join(sides)}]"
+                                      f"({', '.join(f'r{a}' for a in args)})")
         made_by = {step[0]: step for step in self.steps}
         ordered, done = [], set()
         for step in self.steps:
@@ -446,33 +503,33 @@ class BoundProgram:
     def __init__(self, program: FactoredProgram, values: dict):
         regs = [None] * program.size
         known = set(program.constants)
-        for r, value in program.constants.items():
-            regs[r] = value
-        for name, r in program.inputs.items():
+        for reg, value in program.constants.items():
+            regs[reg] = value
+        for name, reg in program.inputs.items():
             if name in values:
-                regs[r] = values[name]
-                known.add(r)
+                regs[reg] = values[name]
+                known.add(reg)
         self.steps = []
         for step in program.steps:
-            r, fn, args = step
+            reg, fn, args = step
             if all(a in known for a in args):
-                regs[r] = fn(*[regs[a] for a in args])
-                known.add(r)
+                regs[reg] = fn(*[regs[a] for a in args])
+                known.add(reg)
             else:
                 self.steps.append(step)
         self.template = regs
-        self.inputs = {name: r for name, r in program.inputs.items() if name not in values}
+        self.inputs = {name: reg for name, reg in program.inputs.items() if name not in values}
         self.results = list(program.results)
         self.program = program
 
     def run(self, **state) -> list:
         """The outputs' values from the remaining inputs (by name); unchecked, for the hot path."""
         regs = list(self.template)
-        for name, r in self.inputs.items():
-            regs[r] = state[name]
-        for r, fn, args in self.steps:
-            regs[r] = fn(*[regs[a] for a in args])
-        return [regs[r] for r in self.results]
+        for name, reg in self.inputs.items():
+            regs[reg] = state[name]
+        for reg, fn, args in self.steps:
+            regs[reg] = fn(*[regs[a] for a in args])
+        return [regs[reg] for reg in self.results]
 
 
 @functools.lru_cache(maxsize=64)

@@ -123,11 +123,6 @@ class Formula:
     params: tuple
     operator: bool
 
-    @property
-    def symbols(self) -> dict:
-        """Parameter name -> its sympy symbol in :attr:`expr`."""
-        return {s.name: s for s in self.expr.free_symbols if s.name in self.params}
-
     def gradient(self) -> tuple:
         """(∇_U f, ∇_V f) as matrix expressions."""
         return _gradient(self.expr)
@@ -161,14 +156,17 @@ def _gradient(expr) -> tuple:
         raise _no_gradient(expr, exc) from None
 
 
+# the derivatives of the gradient are built flat (canonical=False): they are compiled, not read, and
+# sympy's canonicalization of every partial sum costs seconds on the third derivative of a quartic
+
 @functools.lru_cache(maxsize=64)
 def _hvp(expr) -> tuple:
-    return tuple(directional(G, {U: dU, V: dV}) for G in _gradient(expr))
+    return tuple(directional(G, {U: dU, V: dV}, canonical=False) for G in _gradient(expr))
 
 
 @functools.lru_cache(maxsize=64)
 def _third(expr) -> tuple:
-    return tuple(directional(H, {U: bU, V: bV}) for H in _hvp(expr))
+    return tuple(directional(H, {U: bU, V: bV}, canonical=False) for H in _hvp(expr))
 
 
 def _frobenius_as_traces(e):
@@ -240,6 +238,10 @@ def read_formula(loss, params=None, *, operator: bool = False) -> tuple[Formula,
     elif isinstance(loss, sp.Basic):
         expr, text = loss, str(loss)
         _check_leaves(expr, values, operator)
+        # one symbol per parameter name, as the parser makes them (and the claim language: lam in a
+        # claim about this problem's runs is the same leaf)
+        expr = expr.xreplace({s: sp.Symbol(s.name, real=True) for s in expr.free_symbols
+                              if isinstance(s, sp.Symbol) and s.name in values})
         try:
             shape_of(expr)
         except ShapeError as exc:
@@ -271,9 +273,9 @@ def _parse(text: str, values: dict, operator: bool):
     else:
         names.update(y=y, p=p)
     names.update({name: sp.Symbol(name, real=True) for name in values})
-    normalized, body = syntax_tree(text)
-    interp = _FormulaInterpreter(normalized, names, _functions(operator), sorted(values), operator)
     try:
+        normalized, body = syntax_tree(text)
+        interp = _FormulaInterpreter(normalized, names, _functions(operator), sorted(values), operator)
         return _interpret(interp, body), normalized
     except ClaimError as exc:
         if isinstance(exc, FormulaError):

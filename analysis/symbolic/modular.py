@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 import sympy as sp
-from sympy import (HadamardProduct, Identity, Inverse, MatAdd, MatMul, MatPow, MatrixExpr, MatrixSymbol, Trace,
+from sympy import (HadamardProduct, Identity, MatAdd, MatMul, MatPow, MatrixExpr, MatrixSymbol, Trace,
                    Transpose, ZeroMatrix)
 
 from .vocabulary import DIMS, STRUCTURE, E, E_U, E_V, NotPolynomial, Phi, Phi_perp, Psi, Psi_perp, Sigma, \

@@ -48,8 +48,9 @@ FORMULAS = {
 
 balanced
     ½‖UVᵀ − Σ‖²_F + (λ/8)‖UᵀU − VᵀV‖²_F, the balancing regularizer; ∇_U = (UVᵀ − Σ)V + (λ/2)U D,
-    ∇_V = (UVᵀ − Σ)ᵀU − (λ/2)V D with D = UᵀU − VᵀV. Along its gradient flow Ḋ = −λ(UᵀU D + D UᵀU
-    + VᵀV D + D VᵀV): the factorization term conserves D, the regularizer shrinks it.
+    ∇_V = (UVᵀ − Σ)ᵀU − (λ/2)V D with D = UᵀU − VᵀV. Along its gradient flow
+    Ḋ = −(λ/2)(PD + DP) with P = UᵀU + VᵀV: the factorization term conserves D, the regularizer
+    shrinks it (and leaves UVᵀ unchanged: its gradient moves along (UG, VG⁻ᵀ)).
 weight_decay
     ½‖UVᵀ − Σ‖²_F + (λ/2)(‖U‖²_F + ‖V‖²_F); ∇ = ∇(½‖UVᵀ − Σ‖²) + λ(U, V), and Ḋ = −2λD.
 sensing_weight_decay
@@ -238,14 +239,14 @@ class FormulaProblem(FactoredProblem):
         """∇²f(x)·v, exact: the derived directional derivative of the gradient, D∇f(x)[v]."""
         U, V = self.unpack(x)
         dU, dV = self.unpack(np.asarray(v, dtype=float))
-        return self._joined("hvp", U.shape[:-2], U=U, V=V, dU=dU, dV=dV)
+        return self._joined("hvp", U=U, V=V, dU=dU, dV=dV)
 
     def third_derivative(self, x, a, b):
         """∇³f(x)[a, b], exact: the derived derivative of ∇²f·a along b."""
         U, V = self.unpack(x)
         aU, aV = self.unpack(np.asarray(a, dtype=float))
         bU, bV = self.unpack(np.asarray(b, dtype=float))
-        return self._joined("third", U.shape[:-2], U=U, V=V, dU=aU, dV=aV, bU=bU, bV=bV)
+        return self._joined("third", U=U, V=V, dU=aU, dV=aV, bU=bU, bV=bV)
 
     def program(self, name: str):
         """The compiled program ``name`` (one of "loss", "grad", "grad_U", "grad_V", "hvp", "third"),
@@ -254,12 +255,9 @@ class FormulaProblem(FactoredProblem):
         if name not in self._programs:
             if name not in _PROGRAMS:
                 raise ValueError(f"program must be one of {_PROGRAMS}, got {name!r}")
-            sizes = {voc.m: self.m, voc.n: self.n, voc.k: self.width, voc.r: self.target.rank}
-            if self.operator is not None:
-                sizes[p] = self.operator.n_measurements
             # Σ through its factors when they are no larger than Σ (always, for a low-rank target)
             factored = self.target.rank * (self.m + self.n) <= self.m * self.n
-            program = compile_factored(self._outputs(name), tuple(sizes.items()), factored)
+            program = compile_factored(self._outputs(name), tuple(self._sizes().items()), factored)
             fixed = {leaf: self._constant(leaf) for leaf in program.inputs if leaf not in _STATE_NAMES}
             self._programs[name] = BoundProgram(program, fixed)
         return self._programs[name]
@@ -269,24 +267,31 @@ class FormulaProblem(FactoredProblem):
         return {"loss": lambda: (f.expr,), "grad": f.gradient, "grad_U": lambda: f.gradient()[:1],
                 "grad_V": lambda: f.gradient()[1:], "hvp": f.hvp, "third": f.third}[name]()
 
-    def _constant(self, name: str):
-        """The value of a program input that does not change with the state."""
-        t = self.target
-        sizes = {"m": self.m, "n": self.n, "k": self.width, "r": t.rank}
+    def _sizes(self) -> dict:
+        """Size symbol -> int: m, n, k, r, and p with an operator."""
+        sizes = {voc.m: self.m, voc.n: self.n, voc.k: self.width, voc.r: self.target.rank}
         if self.operator is not None:
-            sizes["p"] = self.operator.n_measurements
+            sizes[p] = self.operator.n_measurements
+        return sizes
+
+    def _constant(self, name: str):
+        """The value of a program input that does not change with the state (computed when needed:
+        Σ and the complements Φ⊥, Ψ⊥ only for a formula that uses them densely)."""
+        t = self.target
+        fixed = {**{s.name: v for s, v in self._sizes().items()}, **self.symbolic_values()}
         values = {"Phi": lambda: t.Phi, "Psi": lambda: t.Psi, "Sigma_star": lambda: np.diag(t.sigma),
                   "Sigma": t.dense, "Phi_perp": lambda: _complement(t.Phi), "Psi_perp": lambda: _complement(t.Psi),
-                  **{key: (lambda v=v: v) for key, v in {**sizes, **self.symbolic_values()}.items()}}
+                  **{key: (lambda v=v: v) for key, v in fixed.items()}}
         return values[name]()
 
     def _run(self, name: str, **state) -> list:
         return self.program(name).run(**state)
 
-    def _joined(self, name: str, batch: tuple, **state) -> np.ndarray:
-        (rows, cols), (rows_v, _) = self.layout[0][1], self.layout[1][1]
-        GU, GV = self._run(name, **state)
-        return self.join(np.broadcast_to(GU, batch + (rows, cols)), np.broadcast_to(GV, batch + (rows_v, cols)))
+    def _joined(self, name: str, **state) -> np.ndarray:
+        """The program's two blocks as one flat state (a batch when any input is one)."""
+        batch = np.broadcast_shapes(*(value.shape[:-2] for value in state.values()))
+        blocks = self._run(name, **state)
+        return self.join(*(np.broadcast_to(G, batch + shape) for G, (_, shape) in zip(blocks, self.layout)))
 
     def __getstate__(self):
         # the compiled programs hold closures: rebuilt (from the cache) after unpickling

@@ -126,13 +126,13 @@ def test_matrix_problem_converges_below_and_oscillates_above_the_critical_step()
     p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, singular_values=[SIGMA, 1.0], seed=0)
     x0 = init.gaussian(p, 0.5, seed=1)
     crit = critical_step_size(p)
-    below = gradient_descent(p, x0, 0.95 * crit, 1500)
+    below = gradient_descent(p, x0, 0.95 * crit, 1500, save_every=1)  # a period needs every step
     x = below.final
     assert oscillation_period(below) == 1 and below.monitors["loss"][-1] < 1e-24
     # an unbalanced minimum (Gaussian start): still λ_max = ‖U‖² + ‖V‖², and ≤ 2/η
     assert minimum_sharpness(p, x) > 2 * SIGMA + 1e-3
     assert abs(sharpness(p, x) - minimum_sharpness(p, x)) <= 1e-8 * minimum_sharpness(p, x) < 2 / (0.95 * crit)
-    above = gradient_descent(p, x0, 1.1 * crit, 1500)
+    above = gradient_descent(p, x0, 1.1 * crit, 1500, save_every=1)
     assert oscillation_period(above) == 2 and above.monitors["loss"][-2:].min() > 1e-2
     with pytest.raises(DivergenceError):
         gradient_descent(p, x0, 2.1 * crit, 1500)

@@ -341,8 +341,8 @@ def test_verify_checks_the_modified_field_against_modified_flow(monkeypatch, mod
     field itself, compared with ModifiedFlow, can catch it."""
     good = S.derivatives.vector_field
 
-    def bad(dynamics):
-        U_dot, V_dot = good(dynamics)
+    def bad(dynamics, gradient=None):
+        U_dot, V_dot = good(dynamics, gradient)
         if dynamics == "modified":
             return U_dot - eta * Q["G_U"], V_dot - eta * Q["G_V"]
         return U_dot, V_dot

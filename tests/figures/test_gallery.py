@@ -87,7 +87,7 @@ def test_compute_must_return_arrays_only(monkeypatch):
 def test_figures_are_named_by_number_or_name():
     assert gallery.module(1).NAME == gallery.module("fig1_incremental").NAME == "fig1_incremental"
     assert gallery.module("8").NAME == "fig8_edge_of_stability"
-    for bad in (0, 9, "fig9_nothing"):
+    for bad in (0, len(gallery.FIGURES) + 1, "fig99_nothing"):
         with pytest.raises(ValueError, match="figure"):
             gallery.module(bad)
 
@@ -115,8 +115,16 @@ def test_pgflow_figures_lists_and_rejects_unknown_figures(tmp_path, capsys):
     assert main(["figures", "--list"]) == 0
     assert "8  fig8_edge_of_stability" in capsys.readouterr().out
     assert main(["figures", "--only", "12", "--out", str(tmp_path)]) == 2
-    assert "figure numbers run from 1 to 8" in capsys.readouterr().err
+    assert f"figure numbers run from 1 to {len(gallery.FIGURES)}, got 12" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_pgflow_figures_remeasure_reaches_the_gallery(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gallery, "render_all", lambda *args, **kwargs: calls.append(kwargs))
+    assert main(["figures", "--only", "7", "--remeasure", "--out", str(tmp_path)]) == 0
+    assert main(["figures", "--only", "7", "--out", str(tmp_path)]) == 0
+    assert [c["remeasure"] for c in calls] == [True, False]
 
 
 def test_a_figure_script_runs_on_its_own(tmp_path, capsys):
@@ -215,3 +223,22 @@ def test_the_whole_gallery_redraws_the_committed_files_byte_for_byte(tmp_path):
     changed = [f"{name}.{fmt}" for name in gallery.FIGURES for fmt in gallery.FORMATS
                if (tmp_path / f"{name}.{fmt}").read_bytes() != (ROOT / "figures" / f"{name}.{fmt}").read_bytes()]
     assert not changed, f"regenerate and commit these figures (pgflow figures): {changed}"
+
+
+def test_a_stored_measurement_survives_comment_edits_but_not_code_edits():
+    def compute(config, rng):
+        return {"x": np.zeros(2)}  # a comment
+
+    first = gallery.code_text(compute)
+
+    def compute(config, rng):  # noqa: F811  (the same function, commented differently)
+        # why: a second comment
+
+        return {"x": np.zeros(2)}
+
+    assert gallery.code_text(compute) == first == 'def compute(config, rng):\n    return {"x": np.zeros(2)}'
+
+    def compute(config, rng):  # noqa: F811
+        return {"x": np.ones(2)}
+
+    assert gallery.code_text(compute) != first

@@ -92,7 +92,7 @@ def test_no_member_exceeds_the_tolerance(problem):
 def test_a_flow_without_out_runs_through_a_copy(problem):
     flow = ModifiedFlow(problem, 0.05)
     x0 = init.gaussian(problem, 0.1, seed=4)
-    run = integrate(flow, x0, 5.0, method="RK45", rtol=1e-10, atol=1e-12, monitors={})
+    run = integrate(flow, x0, 5.0, method="RK45", rtol=1e-10, atol=1e-12, monitors={}, reduce=False)
     ref = solve_ivp(flow, (0.0, 5.0), x0, method="RK45", rtol=1e-10, atol=1e-12)
     assert run.stats.nfev == ref.nfev == run.stats.rhs_calls
     np.testing.assert_allclose(run.final, ref.y[:, -1], rtol=1e-9, atol=1e-12)
