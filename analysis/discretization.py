@@ -35,6 +35,7 @@ from ..flows.version import package_version
 
 from .compare import compare
 from .fitting import PowerLaw, fit_power_law
+from .progress import run_bar
 
 AGAINST = ("flow", "modified", "modified2")
 MEASURES = ("state", "product")
@@ -274,9 +275,52 @@ def _merged_grid(grids) -> np.ndarray:
     return t[keep]
 
 
+def _descents(problem, x0, etas, t_end: float, variant: str, bar):
+    """GD with every step size to ``t_end``: the runs (None where GD diverged) and why each diverged.
+
+    A diverging run is a finding about that η, not a reason to lose the others: it is recorded, and
+    its error is NaN.
+    """
+    runs, diverged = [], {}
+    for eta in etas:
+        try:
+            runs.append(gradient_descent(problem, x0, eta, number_of_steps(eta, t_end), variant=variant))
+        except DivergenceError as exc:
+            runs.append(None)
+            diverged[float(eta)] = str(exc)
+        bar.update()
+    return runs, diverged
+
+
+def _references(problem, x0, etas, variant: str, against: str, gd_runs, ran: list, solve):
+    """The reference solve of each GD run that finished (None elsewhere), the (tight, 100× looser)
+    pairs that check them, and the step sizes whose modified flow failed (removed from ``ran``)."""
+    references, checks, failed = [None] * len(etas), [], {}
+    if against == "flow" and ran:
+        flow = ScaledGradientFlow(problem) if variant == "scaled" else GradientFlow(problem)
+        grid = _merged_grid([gd_runs[j].t for j in ran])
+        tight, loose = solve(flow, grid), solve(flow, grid[[0, -1]], looser=100.0)
+        checks = [(tight, loose)] * len(ran)
+        for j in ran:
+            references[j] = tight
+    elif against in ("modified", "modified2"):
+        for j in list(ran):
+            flow = ModifiedFlow(problem, etas[j], variant, order=2 if against == "modified2" else 1)
+            try:
+                tight, loose = solve(flow, gd_runs[j].t), solve(flow, gd_runs[j].t[[0, -1]], looser=100.0)
+            except IntegrationError as exc:     # the modified flow of a large η can blow up: a finding too
+                failed[float(etas[j])] = str(exc)
+                ran.remove(j)
+                continue
+            references[j] = tight
+            checks.append((tight, loose))
+    return references, checks, failed
+
+
 def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow",
                   variant: str = "simultaneous", measure: str = "state", reference_rtol: float = 1e-12,
-                  reference_atol: float | None = None, method: str = "DOP853") -> DiscretizationStudy:
+                  reference_atol: float | None = None, method: str = "DOP853",
+                  progress: bool | None = False) -> DiscretizationStudy:
     """Run GD with each step size to ``t_end`` and measure its distance to a reference flow.
 
     against="flow": the flow limit of the scheme (GF; :class:`ScaledGradientFlow` for ScaledGD),
@@ -313,6 +357,9 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     method : str
         The ``solve_ivp`` method of the reference (an explicit Runge–Kutta method is best: it steps
         exactly onto the grid).
+    progress : bool or None
+        A progress bar over the GD runs and the reference solves (tqdm, on stderr); None: only on a
+        terminal.
 
     Returns
     -------
@@ -350,40 +397,18 @@ def error_vs_step(problem, x0, step_sizes, t_end: float, *, against: str = "flow
     rtol = positive(reference_rtol, "reference_rtol")
     atol = 1e-2 * rtol if reference_atol is None else positive(reference_atol, "reference_atol")
     x0 = problem.check_state(x0)
+    n_references = 2 if against == "flow" else 2 * len(etas)  # each reference, and its 100× looser check
+    with run_bar(len(etas) + n_references, f"{variant} vs {against}", progress) as bar:
+        gd_runs, diverged = _descents(problem, x0, etas, t_end, variant, bar)
+        ran = [j for j, run in enumerate(gd_runs) if run is not None]
 
-    # A diverging run is a finding about that η, not a reason to lose the others: record it, NaN its error.
-    gd_runs, diverged = [], {}
-    for eta in etas:
-        try:
-            gd_runs.append(gradient_descent(problem, x0, eta, number_of_steps(eta, t_end), variant=variant))
-        except DivergenceError as exc:
-            gd_runs.append(None)
-            diverged[float(eta)] = str(exc)
-    ran = [j for j, run in enumerate(gd_runs) if run is not None]
+        def solve(flow, grid, looser=1.0):
+            run = integrate(flow, x0, t_end, method=method, rtol=rtol * looser, atol=atol * looser,
+                            t_eval=grid, dense_output=False)
+            bar.update()
+            return run
 
-    def solve(flow, grid, looser=1.0):
-        return integrate(flow, x0, t_end, method=method, rtol=rtol * looser, atol=atol * looser,
-                         t_eval=grid, dense_output=False)
-
-    references, checks, failed = [None] * len(etas), [], {}
-    if against == "flow" and ran:
-        flow = ScaledGradientFlow(problem) if variant == "scaled" else GradientFlow(problem)
-        grid = _merged_grid([gd_runs[j].t for j in ran])
-        tight, loose = solve(flow, grid), solve(flow, grid[[0, -1]], looser=100.0)
-        checks = [(tight, loose)] * len(ran)
-        for j in ran:
-            references[j] = tight
-    elif against in ("modified", "modified2"):
-        for j in list(ran):
-            flow = ModifiedFlow(problem, etas[j], variant, order=2 if against == "modified2" else 1)
-            try:
-                tight, loose = solve(flow, gd_runs[j].t), solve(flow, gd_runs[j].t[[0, -1]], looser=100.0)
-            except IntegrationError as exc:     # the modified flow of a large η can blow up: a finding too
-                failed[float(etas[j])] = str(exc)
-                ran.remove(j)
-                continue
-            references[j] = tight
-            checks.append((tight, loose))
+        references, checks, failed = _references(problem, x0, etas, variant, against, gd_runs, ran, solve)
 
     comparisons = tuple(None if ref is None else compare(run, ref) for run, ref in zip(gd_runs, references))
     errors = np.full(etas.shape, np.nan)

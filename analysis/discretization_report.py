@@ -24,6 +24,23 @@ between this step size and the next smaller one (NaN for the smallest); ``asympt
 the study's flags, ``diverged`` whether this step size's GD run diverged (its error is then NaN)."""
 
 
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted, or "-" where it is not defined (NaN), as the report's notes explain."""
+    return "-" if not np.isfinite(value) else format(value, spec)
+
+
+def order_text(order: float, stderr: float) -> str:
+    """A fitted order as the report's table, its verdicts and its figure all print it: "2.9871 ± 0.0042"."""
+    return f"{_number(order, '.4f')} ± {_number(stderr, '.4f')}"
+
+
+def _fields(values: dict, prefix: str = "") -> str:
+    """A description dict as "key = value, ..." (a nested dict's keys dotted: "target.rank = 2")."""
+    return ", ".join(_fields(v, f"{prefix}{k}.") if isinstance(v, dict)
+                     else f"{prefix}{k} = {v:g}" if isinstance(v, float) else f"{prefix}{k} = {v}"
+                     for k, v in values.items())
+
+
 @dataclass(frozen=True, eq=False)
 class DiscretizationReport:
     """Studies by (variant, against), the sharpness along GD by variant, and where they came from.
@@ -93,9 +110,9 @@ class DiscretizationReport:
         sigma1 = float(self.problem.target.sigma[0])
         s = self.settings
         lines = [f"pgflow discretization (version {package_version()})",
-                 f"problem: {self.problem.describe()}"]
+                 "problem: " + _fields(self.problem.describe())]
         if setup is not None:
-            lines.append("setup: " + ", ".join(f"{k} = {v}" for k, v in setup.items()))
+            lines.append("setup: " + _fields(setup))
         lines += [f"t_end = {s['t_end']:g}; reference {s['method']} at rtol {s['reference_rtol']:g}, checked "
                   f"against 100x looser",
                   f"1/(4σ₁) = {0.25 / sigma1:.6g}; critical step 2/λ_max at the balanced minimum = "
@@ -103,16 +120,17 @@ class DiscretizationReport:
         head = ("variant", "against", "η", "steps", "error(t_end)", "order ± stderr", "local slope",
                 "reference error", "reference ok")
         body = [(r["variant"], r["against"], f"{r['step_size']:.6g}", str(r["n_steps"]),
-                 "diverged" if r["diverged"] else f"{r['error_t_end']:.4e}",
-                 f"{r['order']:.4f} ± {r['order_stderr']:.4f}", f"{r['local_slope']:.4f}",
-                 f"{r['reference_error']:.2e}", "yes" if r["reference_ok"] else "NO") for r in self.rows()]
-        verdicts = ["", f"local slopes between consecutive η (largest first) and the verdict; asymptotic: every "
-                    f"local slope within {ASYMPTOTIC_TOL} of the fitted order"]
+                 "diverged" if r["diverged"] else _number(r["error_t_end"], ".4e"),
+                 order_text(r["order"], r["order_stderr"]), _number(r["local_slope"], ".4f"),
+                 _number(r["reference_error"], ".2e"), "yes" if r["reference_ok"] else "NO") for r in self.rows()]
+        notes = ["", "local slope: the slope of log error from this η to the next smaller one (- for the smallest "
+                 "η); - elsewhere: not defined (fewer than two finite errors, or a diverged run)",
+                 f"asymptotic: every local slope within {ASYMPTOTIC_TOL} of the fitted order; the verdicts:"]
         for (variant, against), st in self.studies.items():
-            verdicts.append(f"{variant} vs {against}: order {st.order:.4f} ± {st.order_stderr:.4f}; local slopes "
-                            f"{', '.join(f'{s:.4f}' for s in st.local_slopes)}; asymptotic: "
-                            f"{'yes' if st.asymptotic else 'NO'}; {st.verdict}")
-        return "\n".join(lines) + "\n" + table(head, body) + "\n" + "\n".join(verdicts) + "\n"
+            notes.append(f"{variant} vs {against}: order {order_text(st.order, st.order_stderr)}; local slopes "
+                         f"{', '.join(_number(s, '.4f') for s in st.local_slopes)}; asymptotic: "
+                         f"{'yes' if st.asymptotic else 'NO'}; {st.verdict}")
+        return "\n".join(lines) + "\n" + table(head, body) + "\n" + "\n".join(notes) + "\n"
 
     def not_ok(self) -> list[str]:
         """One line per study that is not ok (:attr:`DiscretizationStudy.ok`): why, and the step sizes to try."""
@@ -135,7 +153,7 @@ class DiscretizationReport:
         for (variant, against), st in studies.items():
             line, color = {"flow": "-", "modified": "--", "modified2": ":"}[against], colors[variant]
             ax_order.loglog(st.step_sizes, st.errors, line, marker="o", color=color,
-                            label=f"{variant} vs {against}: order {st.order:.3f} ± {st.order_stderr:.3f}"
+                            label=f"{variant} vs {against}: order {order_text(st.order, st.order_stderr)}"
                                   + ("" if st.ok else " (NOT OK)"))
             ax_order.loglog(st.step_sizes, st.fit(st.step_sizes), ":", color=color, lw=0.8)
             # shade by log η: the largest step darkest
@@ -162,7 +180,7 @@ class DiscretizationReport:
 
 def discretization_report(problem, x0, *, step_sizes, t_end: float, variants=("simultaneous",),
                           against=("flow", "modified"), measure: str = "state", reference_rtol: float = 1e-12,
-                          method: str = "DOP853") -> DiscretizationReport:
+                          method: str = "DOP853", progress: bool | None = False) -> DiscretizationReport:
     """Every (variant, against) study of one start, and the sharpness along the largest-η GD runs.
 
     Parameters
@@ -174,8 +192,8 @@ def discretization_report(problem, x0, *, step_sizes, t_end: float, variants=("s
     t_end : float
     variants : sequence of {"simultaneous", "alternating", "scaled"}
     against : sequence of {"flow", "modified", "modified2"}
-    measure, reference_rtol, method
-        As for :func:`~pgflow.analysis.discretization.error_vs_step`.
+    measure, reference_rtol, method, progress
+        As for :func:`~pgflow.analysis.discretization.error_vs_step` (one progress bar per study).
 
     Returns
     -------
@@ -185,7 +203,8 @@ def discretization_report(problem, x0, *, step_sizes, t_end: float, variants=("s
         if isinstance(values, str) or not isinstance(values, (list, tuple)) or not values:
             raise ValueError(f"{name} must be a non-empty list, got {values!r}")
     studies = {(variant, vs): error_vs_step(problem, x0, step_sizes, t_end, against=vs, variant=variant,
-                                            measure=measure, reference_rtol=reference_rtol, method=method)
+                                            measure=measure, reference_rtol=reference_rtol, method=method,
+                                            progress=progress)
                for variant in variants for vs in against}
     eta = max(step_sizes)
     n_steps = number_of_steps(eta, t_end)

@@ -7,7 +7,7 @@ one name and one meaning everywhere:
 
 problem
     ``problem`` ("factorization", "sensing", "completion"), ``m``, ``n``, ``rank``, ``width``,
-    ``condition`` (σ evenly spaced in [1, κ]), ``measurements`` (sensing: p), ``observed``
+    ``condition`` (σ evenly spaced in [1, κ]), ``n_measurements`` (sensing: p), ``observed``
     (completion: the fraction of entries), ``noise`` (standard deviation of each measurement's noise).
 initial state
     ``init`` ("gaussian", "balanced") and ``scale``.
@@ -88,14 +88,14 @@ class Field:
 
 FIELDS: dict[str, Field] = {
     "problem": Field("factorization", choice("factorization", "sensing", "completion"),
-                     "½‖UVᵀ − Σ‖² (factorization), Gaussian sensing of X* with p = measurements (sensing), or a "
+                     "½‖UVᵀ − Σ‖² (factorization), Gaussian sensing of X* with p = n_measurements (sensing), or a "
                      "uniformly observed fraction of the entries (completion)"),
     "m": Field(8, positive_int, "rows of the target"),
     "n": Field(8, positive_int, "columns of the target"),
     "rank": Field(2, positive_int, "rank r of the target"),
     "width": Field(2, positive_int, "width k of the factors U (m×k) and V (n×k)"),
     "condition": Field(1.0, between(1.0), "κ = σ₁/σ_r; the target's singular values are evenly spaced in [1, κ]"),
-    "measurements": Field(64, positive_int, "sensing: the number of Gaussian measurements p"),
+    "n_measurements": Field(64, positive_int, "sensing: the number of Gaussian measurements p"),
     "observed": Field(0.5, between(0.0, 1.0), "completion: the fraction of entries observed"),
     "noise": Field(0.0, non_negative, "sensing and completion: standard deviation of each measurement's noise"),
     "init": Field("gaussian", choice("gaussian", "balanced"),
@@ -122,8 +122,8 @@ FIELDS: dict[str, Field] = {
 }
 """Every field of a run description: name -> :class:`Field` (default, check, meaning)."""
 
-RENAMED = {"record_every": "save_every", "target_seed": "problem_seed", "kind": "problem or init",
-           "seed": "problem_seed, init_seed or perturbation_seed"}
+RENAMED = {"record_every": "save_every", "measurements": "n_measurements", "target_seed": "problem_seed",
+           "kind": "problem or init", "seed": "problem_seed, init_seed or perturbation_seed"}
 """Field names of earlier versions -> their names now (refused with the new name in the message)."""
 
 
@@ -186,9 +186,9 @@ def build_problem(setup: dict):
     if c["problem"] == "factorization":
         return MatrixFactorization.random(**shape, **common)
     if c["problem"] == "sensing":
-        return MatrixSensing.random(**shape, n_measurements=c["measurements"], noise=c["noise"], **common)
+        return MatrixSensing.random(**shape, n_measurements=c["n_measurements"], noise=c["noise"], **common)
     if c["problem"] == "completion":
-        return MatrixCompletion.random(**shape, fraction=c["observed"], noise=c["noise"], **common)
+        return MatrixCompletion.random(**shape, observed=c["observed"], noise=c["noise"], **common)
     raise ValueError(f"problem must be 'factorization', 'sensing' or 'completion', got {c['problem']!r}")
 
 
@@ -254,7 +254,8 @@ def evolve(problem, x0, setup: dict, *, flow=None, **options):
     **options
         For a flow: keyword arguments of :func:`pgflow.flows.integrate` (``t_eval``, ``events``,
         ``monitors``, ``dense_output``, ...); perturbed flows are integrated piece by piece
-        (:func:`pgflow.flows.integrate_piecewise`). For GD: ``monitors`` and ``provenance``.
+        (:func:`pgflow.flows.integrate_piecewise`). For GD: ``monitors``, ``default_monitors`` and
+        ``provenance``.
 
     Returns
     -------

@@ -21,7 +21,7 @@ def main() -> None:
         grid = np.linspace(0.0, t_end, 101)
         flow = GradientFlow(problem)
         for rtol in (1e-6, 1e-8):
-            kw = dict(method="DOP853", rtol=rtol, t_eval=grid, monitors={}, reduce=False)  # the full state's cost
+            kw = dict(method="DOP853", rtol=rtol, t_eval=grid, default_monitors=False, reduce=False)  # the full state's cost
             runs = {}
 
             def plain():

@@ -29,9 +29,9 @@ def main(rtol: float = 1e-8) -> dict:
                 times[method] = np.nan  # stability-bound like DOP853, which stands for both
                 continue
             runs[method] = (lambda method=method: integrate(flow, x0, t_end, method=method, rtol=rtol, atol=1e-12,
-                                                            monitors={}, dense_output=False, reduce=False))
+                                                            default_monitors=False, dense_output=False, reduce=False))
         times.update(compare(runs, repeats=REPEATS))
-        chosen = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, monitors={}, dense_output=False,
+        chosen = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, default_monitors=False, dense_output=False,
                            reduce=False).stats.method
         best = np.nanmin([times[m] for m in METHODS[1:]])
         worst[name] = times["auto"] / best

@@ -16,7 +16,7 @@ def main(n_seeds: int = 64, t_end: float = 30.0, rtol: float = 1e-8) -> dict:
     problem = MatrixFactorization.random(m=20, n=20, rank=3, width=5, condition=10.0, seed=0)
     X0 = np.stack([init.gaussian(problem, 1e-4, seed=s) for s in range(n_seeds)])
     flow = GradientFlow(problem)
-    kw = dict(method="DOP853", rtol=rtol, atol=1e-12, monitors={}, dense_output=False, reduce=False)
+    kw = dict(method="DOP853", rtol=rtol, atol=1e-12, default_monitors=False, dense_output=False, reduce=False)
     runs = {}
     times = compare({"separate": lambda: runs.__setitem__("separate", [integrate(flow, x0, t_end, **kw) for x0 in X0]),
                      "batched": lambda: runs.__setitem__("batched", integrate(flow, X0, t_end, **kw))}, repeats=3)

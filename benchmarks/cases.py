@@ -35,7 +35,7 @@ def uvt(problem, X):
 
 def reference(problem, x0, grid, rtol=1e-13):
     """UVᵀ on ``grid`` from a tight solve (the default auto method, grid-exact states)."""
-    run = integrate(GradientFlow(problem), x0, grid[-1], rtol=rtol, atol=1e-18, t_eval=grid, monitors={},
+    run = integrate(GradientFlow(problem), x0, grid[-1], rtol=rtol, atol=1e-18, t_eval=grid, default_monitors=False,
                     dense_output=False, reduce=False)
     return uvt(problem, run.x)
 

@@ -27,7 +27,7 @@ def euler(problem, x0, eta):
     steps_per_point = int(round(T_END / (N_GRID - 1) / eta))
     n_steps = steps_per_point * (N_GRID - 1)
     start = time.perf_counter()
-    run = gradient_descent(problem, x0, step_size=eta, n_steps=n_steps, save_every=steps_per_point, monitors={},
+    run = gradient_descent(problem, x0, step_size=eta, n_steps=n_steps, save_every=steps_per_point, default_monitors=False,
                            reduce=False)
     return run, (time.perf_counter() - start) / n_steps
 
@@ -60,7 +60,7 @@ def main(targets=(1e-3, 1e-6), measured_steps=(4e-4, 2e-4, 1e-4), budget: float 
             euler_time, euler_err, how = projected, target, "projected"
         for rtol in np.logspace(-3, -12, 19):
             start = time.perf_counter()
-            flow = integrate(GradientFlow(problem), x0, T_END, rtol=rtol, atol=1e-14, t_eval=grid, monitors={},
+            flow = integrate(GradientFlow(problem), x0, T_END, rtol=rtol, atol=1e-14, t_eval=grid, default_monitors=False,
                              dense_output=False, reduce=False)
             flow_time = time.perf_counter() - start
             flow_err = max_error(problem, flow.x, ref)

@@ -41,7 +41,7 @@ def main(n_steps: int = 20_000) -> dict:
             return x
 
         def ours():
-            return gradient_descent(problem, x0, eta, n_steps, save_every=n_steps, monitors={}, reduce=False).x[-1]
+            return gradient_descent(problem, x0, eta, n_steps, save_every=n_steps, default_monitors=False, reduce=False).x[-1]
 
         np.testing.assert_allclose(ours(), baseline(), rtol=1e-9, atol=1e-12)
         with limit(1):

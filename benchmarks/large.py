@@ -83,7 +83,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
 
         def solve():
             flow.seconds = 0.0
-            runs.append(integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, monitors={}, dense_output=False,
+            runs.append(integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, default_monitors=False, dense_output=False,
                                   blas_threads=threads))
             runs[-1].meta["rhs_seconds"] = flow.seconds
 

@@ -31,7 +31,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
         ("solve_ivp DOP853, dense residual", lambda: solve_ivp(dense_rhs, (0, t_end), x0, method="DOP853", rtol=rtol,
                                                                 atol=1e-12, t_eval=grid)),
         ("integrate (auto), factored gradient", lambda: integrate(GradientFlow(problem), x0, t_end, rtol=rtol,
-                                                                  atol=1e-12, t_eval=grid, monitors={},
+                                                                  atol=1e-12, t_eval=grid, default_monitors=False,
                                                                   dense_output=False, reduce=False)),
     ):
         best = np.inf
@@ -47,7 +47,7 @@ def main(t_end: float = 30.0, rtol: float = 1e-8) -> dict:
     target = float(rows[0][3])
     for loose in (1e-4, 1e-5, 1e-6, 1e-7, 1e-8):
         start = time.perf_counter()
-        out = integrate(GradientFlow(problem), x0, t_end, rtol=loose, atol=1e-12, t_eval=grid, monitors={},
+        out = integrate(GradientFlow(problem), x0, t_end, rtol=loose, atol=1e-12, t_eval=grid, default_monitors=False,
                         dense_output=False, reduce=False)
         elapsed = time.perf_counter() - start
         if max_error(problem, out.x, ref) <= target:

@@ -14,7 +14,7 @@ over the transient t ∈ [0, 30] on a 101-point grid. Each check of issue 19, si
 4. Reduced GD against full GD over 2,000 steps at m = 1000: the largest relative difference of the iterates
    and the time per step.
 5. The default ``gradient_descent`` call (reduced, at most 1,001 saved states, default monitors) against the
-   lean call (``save_every=n_steps, monitors={}``), per step, 20,000 steps.
+   lean call (``save_every=n_steps, default_monitors=False``), per step, 20,000 steps.
 
 ``python -m benchmarks scale`` (about 3 minutes on 2 cores).
 """
@@ -90,7 +90,7 @@ def check_speed_and_accuracy() -> dict:
     problem, x0 = problem_and_start(1000)
     grid = np.linspace(0.0, T_END, GRID_POINTS)
     flow = GradientFlow(problem)
-    reference = integrate(flow, x0, T_END, method="DOP853", rtol=1e-13, t_eval=grid, monitors={}, reduce=False)
+    reference = integrate(flow, x0, T_END, method="DOP853", rtol=1e-13, t_eval=grid, default_monitors=False, reduce=False)
     rows, out = [], {}
     for rtol in (1e-6, 1e-9):
         runs, shares = {}, []
@@ -153,9 +153,9 @@ def check_gd(n_steps: int = 2000) -> dict:
     eta = 0.25 / problem.target.sigma[0]
     runs = {}
     times = compare({"reduced": lambda: runs.__setitem__("reduced", gradient_descent(
-                         problem, x0, eta, n_steps, save_every=10, monitors={})),
+                         problem, x0, eta, n_steps, save_every=10, default_monitors=False)),
                      "full": lambda: runs.__setitem__("full", gradient_descent(
-                         problem, x0, eta, n_steps, save_every=10, monitors={}, reduce=False))}, repeats=3)
+                         problem, x0, eta, n_steps, save_every=10, default_monitors=False, reduce=False))}, repeats=3)
     gap = max(float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in zip(runs["reduced"].states(),
                                                                               runs["full"].states()))
     print(f"GD at m = n = 1000, {n_steps} steps of η = 0.25/σ₁, iterates every 10 steps: largest relative difference "
@@ -172,7 +172,7 @@ def check_gd_defaults(n_steps: int = 20_000) -> dict:
         x0 = init.gaussian(problem, 1e-3, seed=1)
         eta = 0.25 / problem.target.sigma[0]
         times = compare({"default": lambda: gradient_descent(problem, x0, eta, n_steps),
-                         "lean": lambda: gradient_descent(problem, x0, eta, n_steps, save_every=n_steps, monitors={})},
+                         "lean": lambda: gradient_descent(problem, x0, eta, n_steps, save_every=n_steps, default_monitors=False)},
                         repeats=5)
         ratios[m] = times["default"] / times["lean"]
         rows.append((f"{m}×{m}, k = {k}, r = {r}", f"{1e6 * times['lean'] / n_steps:.1f}",

@@ -22,7 +22,7 @@ def main(t_end: float = 100.0, rtol: float = 1e-8) -> dict:
                       ("LSODA, finite-difference Jacobian", {"method": "LSODA", "jacobian": False}),
                       ("LSODA, analytic Jacobian", {"method": "LSODA"})):
         start = time.perf_counter()
-        run = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, t_eval=grid, monitors={}, dense_output=False,
+        run = integrate(flow, x0, t_end, rtol=rtol, atol=1e-12, t_eval=grid, default_monitors=False, dense_output=False,
                         reduce=False, **kw)
         times[label] = time.perf_counter() - start
         reasons[label] = run.stats.method_reason

@@ -34,8 +34,8 @@ SMALL = "--small" in sys.argv[1:]  # tests/test_examples.py runs every example w
 
 def sensing_table(folder: str):
     """Run (or read back from ``folder``) the sensing sweep; return its Table."""
-    grid = ({"measurements": [16, 48], "scale": [1e-4, 0.3]} if SMALL else
-            {"measurements": [12, 24, 36, 48], "scale": [1e-4, 1e-2, 0.3]})
+    grid = ({"n_measurements": [16, 48], "scale": [1e-4, 0.3]} if SMALL else
+            {"n_measurements": [12, 24, 36, 48], "scale": [1e-4, 1e-2, 0.3]})
     sweep = Sweep(base={"problem": "sensing", "m": 8, "n": 8, "rank": 1, "width": 8, "dynamics": "gf",
                         "t_end": 200.0, "method": "DOP853", "rtol": 1e-8, "atol": 1e-12},
                   grid=grid, replicates=2 if SMALL else 3, reductions=("recovery_error", "final_loss", "nfev"))
@@ -48,8 +48,8 @@ def main():
 
         # pandas: tidy rows, one per run
         frame = table.to_pandas()
-        print(frame[["measurements", "scale", "replicate", "recovery_error", "nfev"]].to_string(index=False))
-        medians = frame.pivot_table(index="scale", columns="measurements", values="recovery_error",
+        print(frame[["n_measurements", "scale", "replicate", "recovery_error", "nfev"]].to_string(index=False))
+        medians = frame.pivot_table(index="scale", columns="n_measurements", values="recovery_error",
                                     aggfunc="median")
         print("\nmedian recovery error (pandas pivot_table):")
         print(medians.to_string(float_format=lambda v: f"{v:.1e}"))
@@ -66,8 +66,8 @@ def main():
             np.testing.assert_array_equal(back["recovery_error"].values, ds["recovery_error"].values)
 
         # the same numbers as phase_diagram (its Z is (y, x): scale by measurements)
-        xs, ys, Z = phase_diagram(table, "measurements", "scale", "recovery_error")
-        np.testing.assert_array_equal(by_cell.transpose("scale", "measurements").values, Z)
+        xs, ys, Z = phase_diagram(table, "n_measurements", "scale", "recovery_error")
+        np.testing.assert_array_equal(by_cell.transpose("scale", "n_measurements").values, Z)
         np.testing.assert_array_equal(medians.loc[ys, xs].to_numpy(), Z)
         assert isinstance(medians, pd.DataFrame)
         # the finding: with p = 48 < mn = 64 measurements a small start recovers X*, a large one does not

@@ -35,7 +35,8 @@ def compute(config, rng):
     x0 = init.gaussian(problem, c["scale"], seed=int(rng.integers(2**31)))
     eta = c["step_factor"] / sigma.max()
     tracked = {**proof_monitors.ye_du(problem), "distance": monitors.distance(problem)}
-    gd = gradient_descent(problem, x0, eta, c["n_steps"], monitors={k: tracked[k] for k in TRACKED}, save_every=1)
+    gd = gradient_descent(problem, x0, eta, c["n_steps"], monitors={k: tracked[k] for k in TRACKED},
+                          default_monitors=False, save_every=1)
     return {"step": np.arange(gd.t.size, dtype=float), "sigma": sigma, **{k: gd.monitors[k] for k in TRACKED}}
 
 

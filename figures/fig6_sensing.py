@@ -35,7 +35,7 @@ from . import gallery, style
 
 NAME = "fig6_sensing"
 TITLE = "matrix sensing phase diagram"
-X, Y, VALUE = "measurements", "scale", "recovery_error"
+X, Y, VALUE = "n_measurements", "scale", "recovery_error"
 
 
 @functools.cache
@@ -64,7 +64,7 @@ def compute(config, rng):
 
 
 def data_from_table(table):
-    """The figure's arrays from a sweep's table with axes "measurements" and "scale".
+    """The figure's arrays from a sweep's table with axes "n_measurements" and "scale".
 
     Returns
     -------

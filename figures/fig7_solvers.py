@@ -61,7 +61,7 @@ def compute(config, rng):
             def solve():
                 # the full state: the figure is about each solver's cost on the flow of dimension (m + n)k
                 return integrate(flow, x0, c["t_end"], method=method, jacobian=jacobian, rtol=c["rtol"],
-                                 atol=c["atol"], t_eval=[0.0, c["t_end"]], dense_output=False, monitors={},
+                                 atol=c["atol"], t_eval=[0.0, c["t_end"]], dense_output=False, default_monitors=False,
                                  reduce=False)
             run = solve()
             times = [run.stats.wall_time]

@@ -39,14 +39,14 @@ def compute(config, rng):
     trace, loss = np.empty((traced.size, c["n_steps"] + 1)), np.empty((traced.size, c["n_steps"] + 1))
     for i, factor in enumerate(traced):
         # every step; the full state: at the edge of stability GD is chaotic and magnifies any rounding
-        gd = gradient_descent(problem, x0, factor / sigma[0], c["n_steps"], monitors={}, save_every=1, reduce=False)
+        gd = gradient_descent(problem, x0, factor / sigma[0], c["n_steps"], default_monitors=False, save_every=1, reduce=False)
         trace[i] = [sharpness(problem, x) for x in gd.x]
         loss[i] = problem.loss(gd.x)
     swept = np.linspace(*c["sweep"][:2], int(c["sweep"][2]))
     tail = np.full((swept.size, c["tail"]), np.nan)  # NaN: diverged
     for j, factor in enumerate(swept):
         try:
-            gd = gradient_descent(problem, x0, factor / sigma[0], c["sweep_steps"], monitors={}, save_every=1,
+            gd = gradient_descent(problem, x0, factor / sigma[0], c["sweep_steps"], default_monitors=False, save_every=1,
                                   reduce=False)
         except DivergenceError:
             continue

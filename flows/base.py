@@ -29,7 +29,8 @@ A class may provide its own ``negative_grad``, ``hvp``, ``hessian``, ``third_der
 ``partial_grad`` (faster or exact). They are trusted only for the ``grad`` they were written with: when a subclass overrides
 ``grad`` (or the stacked kernel ``_grad_rows`` of a factored problem) and not one of them, the subclass gets the derived default instead of its parent's (which
 computes the parent's derivatives), unless it lists the name in ``inherits_derivatives``, saying
-that the parent's method is still right for its ``grad``.
+that the parent's method is still right for its ``grad``. That declaration covers only the class that
+makes it: a subclass of it with a gradient of its own is judged again.
 
 :func:`check_problem` compares ``grad`` with ``loss``, ``hvp`` with ``grad`` and ``third_derivative``
 with ``hvp`` through the decay of
@@ -74,7 +75,8 @@ class Problem(abc.ABC):
     ----------
     inherits_derivatives : tuple of str
         Names of :data:`DERIVED` methods a subclass that overrides ``grad`` keeps from its parent
-        (default: none; each then falls back to the derivation from the new ``grad``).
+        (default: none; each then falls back to the derivation from the new ``grad``). Read from the
+        class's own body only: its subclasses do not inherit the declaration.
     layout : tuple of (name, (rows, cols))
         How the state splits into named blocks; a problem without factors is one column ``x``.
 
@@ -102,7 +104,8 @@ class Problem(abc.ABC):
             return
         # A new grad: every derived method inherited from above this class was written for another
         # gradient, so it is replaced by the derivation from this one (unless declared still right).
-        keep = set(cls.inherits_derivatives)
+        # the class's own declaration: a subclass that inherited it would keep methods it never vouched for
+        keep = set(vars(cls).get("inherits_derivatives", ()))
         unknown = keep - set(DERIVED)
         if unknown:
             raise TypeError(f"{cls.__name__}.inherits_derivatives names {sorted(unknown)}; the derived methods "

@@ -44,9 +44,10 @@ def number_of_steps(step_size: float, t_end: float, name: str = "step_size", whe
 
 @renamed(record_every="save_every")
 @reporting_nonfinite_monitors
-def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: str = "simultaneous",
-                     perturbation=None, perturbation_form: str = "residual", save_every: int | None = None,
-                     monitors=None, max_loss: float | None = None, provenance: dict | None = None,
+def gradient_descent(problem, x0, step_size: float, n_steps: int | None = None, *, t_end: float | None = None,
+                     variant: str = "simultaneous", perturbation=None, perturbation_form: str = "residual",
+                     save_every: int | None = None, monitors=None, default_monitors: bool = True,
+                     max_loss: float | None = None, provenance: dict | None = None,
                      check: bool = True, max_time: float | None = None, max_memory: int = DEFAULT_MAX_MEMORY,
                      progress: bool = False, callback=None, blas_threads: int | None = 1, reduce="auto"):
     """Run GD and return it as a :class:`Trajectory` with times t = k·η.
@@ -71,8 +72,11 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         not with a perturbation).
     step_size : float
         η > 0.
-    n_steps : int
-        Number of steps, ≥ 1.
+    n_steps : int, optional
+        Number of steps, ≥ 1. Give ``n_steps`` or ``t_end``, not both.
+    t_end : float, optional
+        The final time instead of ``n_steps``: t_end / η steps, which must be a whole number (to
+        relative 1e-9; otherwise a ValueError says so rather than stopping short of or past t_end).
     variant : {"simultaneous", "alternating", "scaled"}
     perturbation : perturbation model, optional
         E(t, x); see :class:`pgflow.flows.dynamics.PerturbedGradientFlow`. Its ‖E‖ and bound are
@@ -83,7 +87,10 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         ⌈n_steps / ``SAVED_BY_DEFAULT``⌉, at most 1,000 evenly spaced states and the last (pass 1 to
         keep every step).
     monitors : dict of name -> ``fn(t, x)``, optional
-        Default: :func:`pgflow.flows.monitors.default`.
+        Recorded in addition to the default ones (:func:`pgflow.flows.monitors.default`); a monitor
+        named like a default one replaces it.
+    default_monitors : bool, default True
+        False: record only ``monitors`` (and the perturbation's).
     max_loss : float, optional
         Divergence bound on f at the recorded steps; default 10⁶·max(f(x₀), ‖Σ‖²_F).
     provenance : dict, optional
@@ -133,6 +140,7 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
     """
     started = time.perf_counter()
     eta = positive(step_size, "step_size")
+    n_steps = _steps(eta, n_steps, t_end)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     ensure_consistent(problem, check)
@@ -156,9 +164,13 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
         options = dict(variant=variant, perturbation=getattr(plan.flow, "perturbation", None),
                        perturbation_form=perturbation_form, save_every=save_every, max_loss=max_loss, check=False,
                        max_time=max_time, max_memory=max_memory, progress=progress, blas_threads=blas_threads)
-        return plan.solve(gradient_descent, (plan.flow.problem, plan.start, eta, n_steps), options,
-                          monitors=monitors, meta={**problem.describe(), **(provenance or {})}, dynamics=dynamics,
-                          blas_threads=blas_threads, callback=callback, started=started)
+        try:
+            return plan.solve(gradient_descent, (plan.flow.problem, plan.start, eta, n_steps), options,
+                              monitors=monitors, default_monitors=default_monitors,
+                              meta={**problem.describe(), **(provenance or {})}, dynamics=dynamics,
+                              blas_threads=blas_threads, callback=callback, started=started)
+        except reduction.LeftSpans as exc:
+            plan = reduction.in_full(exc, reduce, plan.full_dim)
 
     if variant == "alternating":
         step = _alternating_step(problem, eta)
@@ -169,10 +181,21 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int, *, variant: st
             x += g
             return 1
 
-    return _descend(problem, x0, eta, n_steps, step, dynamics, save_every=save_every, monitors=monitors,
-                    extra_monitors=flow.monitors(), max_loss=max_loss, provenance={**(provenance or {}), **plan.meta()},
+    return _descend(problem, x0, eta, n_steps, step, dynamics, save_every=save_every,
+                    monitors=_monitors.chosen(problem, monitors, default_monitors), extra_monitors=flow.monitors(),
+                    max_loss=max_loss, provenance={**(provenance or {}), **plan.meta()},
                     max_time=max_time, max_memory=max_memory, progress=progress, callback=callback,
                     blas_threads=blas_threads)
+
+
+def _steps(eta: float, n_steps, t_end) -> int:
+    """The number of GD steps from exactly one of ``n_steps`` and ``t_end``."""
+    if (n_steps is None) == (t_end is None):
+        raise TypeError("give the length of the run as n_steps or as t_end (= n_steps × step_size), "
+                        f"exactly one of them; got n_steps={n_steps!r}, t_end={t_end!r}")
+    if n_steps is not None:
+        return positive_int(n_steps, "n_steps")
+    return number_of_steps(eta, positive(t_end, "t_end"))
 
 
 def _alternating_step(problem, eta: float):
@@ -202,8 +225,8 @@ def _alternating_step(problem, eta: float):
 @renamed(record_every="save_every")
 @reporting_nonfinite_monitors
 def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batch_size: int, seed, *,
-                               save_every: int | None = None, monitors=None, max_loss: float | None = None,
-                               provenance: dict | None = None):
+                               save_every: int | None = None, monitors=None, default_monitors: bool = True,
+                               max_loss: float | None = None, provenance: dict | None = None):
     """Mini-batch sensing GD: step k uses a fresh batch B_k of ``batch_size`` measurements.
 
     x₊ = x − η∇f_{B_k}(x), where f_B is the unbiased mini-batch loss of
@@ -214,7 +237,7 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
     Parameters
     ----------
     problem : MatrixSensing (or MatrixCompletion)
-    x0, step_size, n_steps, save_every, monitors, max_loss, provenance
+    x0, step_size, n_steps, save_every, monitors, default_monitors, max_loss, provenance
         As for :func:`gradient_descent`.
     batch_size : int
         1 ≤ b ≤ p.
@@ -242,7 +265,8 @@ def minibatch_gradient_descent(problem, x0, step_size: float, n_steps: int, batc
     provenance = {"minibatch_size": batch_size, "minibatch_seed": seed_record(seed), **(provenance or {}),
                   **reduction.Plan("mini-batch sensing gradients mix every direction of UVᵀ", problem.dim).meta()}
     return _descend(problem, x0, eta, n_steps, step, Dynamics("gd", variant="minibatch", step_size=eta),
-                    save_every=save_every, monitors=monitors, extra_monitors={}, max_loss=max_loss,
+                    save_every=save_every, monitors=_monitors.chosen(problem, monitors, default_monitors),
+                    extra_monitors={}, max_loss=max_loss,
                     provenance=provenance)
 
 
@@ -280,7 +304,7 @@ def _descend_limited(problem, x0, eta: float, n_steps: int, step, dynamics: Dyna
         max_loss = 1e6 * max(abs(f0), target.frobenius_norm ** 2 if target is not None else 1.0)
     max_loss = positive(max_loss, "max_loss")
     loss_bound = _loss_bound(problem)
-    mons = {**_monitors.check(_monitors.default(problem) if monitors is None else monitors), **extra_monitors}
+    mons = {**monitors, **extra_monitors}
 
     recorded = sorted(set(range(0, n_steps + 1, save_every)) | {n_steps})
     needed = len(recorded) * x.nbytes

@@ -75,6 +75,16 @@ class GradientFlow:
     def __call__(self, t, x, out=None):
         return negative_grad(self.problem, x, out)
 
+    def stage_kernel(self, shape: tuple[int, ...]):
+        """The right-hand side as ``into(t, y, out)`` on flat arrays for states of ``shape``, bound once
+        per solve (the problem's :meth:`~pgflow.flows.problems.FactoredProblem.negative_grad_kernel`), or
+        None: then a solver calls the flow itself (always for a subclass with a ``__call__`` of its own,
+        which this kernel would bypass)."""
+        if type(self).__call__ is not GradientFlow.__call__:
+            return None
+        kernel = getattr(self.problem, "negative_grad_kernel", None)
+        return None if kernel is None else kernel(shape)
+
     def jac(self, t, x):
         return -self.problem.hessian(x)
 

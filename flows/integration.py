@@ -58,7 +58,8 @@ __all__ = ["BudgetExceeded", "DEFAULT_MAX_MEMORY", "DEFAULT_MAX_STEPS", "Event",
 @renamed(t_end="t_span", t_start="t_span")
 @reporting_nonfinite_monitors
 def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol: float | None = None, t_eval=None,
-              events=(), args: tuple = (), jac=None, monitors=None, dense_output: bool = False,
+              events=(), args: tuple = (), jac=None, monitors=None, default_monitors: bool = True,
+              dense_output: bool = False,
               error_estimate: bool = False, guarantee: bool = False, jacobian: bool = True,
               blas_threads: int | None = 1, max_step: float = np.inf, first_step: float | None = None,
               max_steps: int = DEFAULT_MAX_STEPS, max_time: float | None = None, max_memory: int = DEFAULT_MAX_MEMORY,
@@ -108,8 +109,12 @@ def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol
     jac : callable ``jac(t, y, *args)``, array_like or sparse matrix, optional
         ∂fun/∂y of a plain ODE for the implicit methods (a flow brings its own).
     monitors : dict of name -> ``fn(t, y)``, optional
-        Evaluated on the saved states after the solve. Default: :func:`pgflow.flows.monitors.default`
-        (‖y‖ for a plain ODE). The flow's own monitors (``flow.monitors()``) are always added.
+        Evaluated on the saved states after the solve, in addition to the default ones
+        (:func:`pgflow.flows.monitors.default`: loss, grad_norm, ... of a problem; ‖y‖ for a plain
+        ODE); a monitor named like a default one replaces it. The flow's own monitors
+        (``flow.monitors()``, e.g. a perturbation's norm) are always added.
+    default_monitors : bool, default True
+        False: record only ``monitors`` (and the flow's own), e.g. for a lean timing run.
     dense_output : bool
         Keep the solver's interpolants for :meth:`Trajectory.at` (memory ∝ steps × dim; DOP853 pays
         3 extra right-hand sides per step for them). Off by default: the saved states are the output.
@@ -234,9 +239,13 @@ def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol
                        max_memory=max_memory, progress=progress, provenance=provenance)
         meta = {**problem.describe(), **flow.describe(), **({"atol_rule": atol_rule} if atol_rule else {}),
                 **(provenance or {})}
-        return plan.solve(integrate, (plan.flow, plan.start, (t0, t_end)), options, monitors=monitors, meta=meta,
-                          dynamics=flow.dynamics, blas_threads=blas_threads, events=evs, callback=callback,
-                          started=started)
+        try:
+            return plan.solve(integrate, (plan.flow, plan.start, (t0, t_end)), options, monitors=monitors,
+                              default_monitors=default_monitors, meta=meta,
+                              dynamics=flow.dynamics, blas_threads=blas_threads, events=evs, callback=callback,
+                              started=started)
+        except reduction.LeftSpans as exc:
+            plan = reduction.in_full(exc, reduce, plan.full_dim)
     budget = Budget(max_steps, max_time, max_memory)
     if grid is not None:  # the saved states are known before the run: refuse a run that cannot fit
         needed = len(grid) * y0.nbytes
@@ -247,8 +256,7 @@ def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol
                                  f"more than {'max_memory' if limit == budget.max_memory else 'the memory available'}"
                                  f" ({limit / 2**20:.0f} MiB): save fewer times or raise max_memory", t0, None,
                                  "max_memory")
-    mons = _monitors.check(_monitors.default(problem) if monitors is None else monitors)
-    mons.update(flow.monitors())
+    mons = {**_monitors.chosen(problem, monitors, default_monitors), **flow.monitors()}
     requested, reason = method, None
     if method == "auto":
         method, reason = choose_method(flow, y0, t_end - t0 if np.isfinite(t_end) else np.inf, t0=t0)

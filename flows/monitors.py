@@ -14,16 +14,17 @@ from typing import Callable
 
 import numpy as np
 
+from .base import GRADIENTS
 from .checks import NonFiniteWarning, nonfinite_where
 from .problems import FactoredProblem, MatrixFactorization, SymmetricFactorization, lowrank_core
 from .trajectory import MonitorValues
 
 Monitor = Callable[[float, np.ndarray], "float | np.ndarray"]
 
-# losses that are LOSS_SCALE·residual_norm(x)², so that the loss monitor can share the distance's residual norm
-_RESIDUAL_LOSSES = (MatrixFactorization.loss, SymmetricFactorization.loss)
+# the problems whose loss is LOSS_SCALE·‖R‖²_F and whose gradient is (RV, RᵀU) for the residual R = UVᵀ − Σ
+_RESIDUAL_PROBLEMS = (MatrixFactorization, SymmetricFactorization)
 # :func:`evaluate` takes the states of Shared monitors in stacks of at most this many values: the quantities of
-# a stack (a gradient per state) then stay a few MB, and each numpy call serves many states
+# a stack (a gradient or a residual per state) then stay a few MB, and each numpy call serves many states
 STACK_VALUES = 2 ** 20
 
 
@@ -49,9 +50,39 @@ class Shared:
         return float(value) if np.ndim(value) == 0 else value
 
 
+def _residual_family(problem, names) -> bool:
+    """Whether ``problem``'s class takes the methods ``names`` from MatrixFactorization or SymmetricFactorization,
+    so that they are the residual's (a subclass with its own loss or gradient is not)."""
+    return any(all(getattr(type(problem), name, None) is getattr(family, name) for name in names)
+               for family in _RESIDUAL_PROBLEMS)
+
+
+def _forms_residual(problem) -> bool:
+    """Whether the gradient norm forms the residual R = UVᵀ − Σ (m×n a state): when R holds no more numbers than
+    the factored gradient's workspaces [U, Φ] and [V, Ψ], m·n ≤ (m + n)(k + r), as in the reduced problems
+    (m = n = k + r). There three small products cost less than the gradient; a larger problem's ``grad`` never
+    forms an m×n matrix."""
+    (m, n), q = problem.target.shape, problem.width + problem.target.rank
+    return m * n <= (m + n) * q
+
+
+def _residual_gradient_norm(problem, x) -> np.ndarray:
+    """‖∇f‖₂ of a state or a stack of states from the formed residual R = UVᵀ − Σ:
+
+        f = ½‖R‖²_F:  ∇_U f = RV, ∇_V f = RᵀU, ‖∇f‖₂ = ‖(RV, RᵀU)‖_F;
+        f = ¼‖XXᵀ − M‖²_F (symmetric, factors U = V = X):  ∇f = RX.
+    """
+    U, V = problem.factors(x)
+    R = U @ V.mT - problem.target.dense()
+    RV = np.linalg.norm(R @ V, axis=(-2, -1))
+    if len(problem.layout) == 1:
+        return RV
+    return np.hypot(RV, np.linalg.norm(R.mT @ U, axis=(-2, -1)))
+
+
 def loss(problem) -> Monitor:
     """f(x) (for the factorization problems from the residual norm, shared with :func:`distance`: one QR)."""
-    if type(problem).loss in _RESIDUAL_LOSSES:
+    if _residual_family(problem, ("loss",)):
         scale = problem.LOSS_SCALE
         return Shared(problem.residual_norm, lambda d: scale * d ** 2)
     if _stacks(problem):
@@ -60,7 +91,9 @@ def loss(problem) -> Monitor:
 
 
 def grad_norm(problem) -> Monitor:
-    """‖∇f(x)‖₂."""
+    """‖∇f(x)‖₂ (from the formed residual where that is cheaper, see :func:`_forms_residual`)."""
+    if _residual_family(problem, GRADIENTS) and _forms_residual(problem):
+        return Shared(lambda x: _residual_gradient_norm(problem, x), np.asarray)
     if _stacks(problem):
         return Shared(problem.grad, lambda g: np.linalg.norm(g, axis=-1))
     return lambda t, x: float(np.linalg.norm(problem.grad(x)))
@@ -80,12 +113,28 @@ def distance(problem) -> Monitor:
     return Shared(problem.residual_norm, np.asarray)
 
 
+def _spectral_factor(U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """A matrix with the singular values of UVᵀ (batched over leading axes), from the thin QRs U = Q_U R_U and
+    V = Q_V R_V, whose Q's have orthonormal columns:
+
+        UVᵀ = (U R_Vᵀ) Q_Vᵀ = Q_U (R_U R_Vᵀ) Q_Vᵀ.
+
+    U R_Vᵀ (m×k) while U has fewer than 2k rows (a reduced problem, m = k + r, with r < k): LAPACK's SVD then
+    bidiagonalizes it directly, and a QR of U would cost more than it saves. A taller U: the k×k core R_U R_Vᵀ
+    (:func:`~pgflow.flows.problems.lowrank_core`), whose QR of U the SVD of U R_Vᵀ would repeat inside.
+    """
+    m, k = U.shape[-2:]
+    if m >= 2 * k:
+        return lowrank_core(U, V)
+    return U @ np.linalg.qr(V, mode="r").mT
+
+
 def singular_values(problem) -> Monitor:
-    """Singular values of UVᵀ, all k of them (from the k×k core, not the m×n product)."""
-    def spectrum(core):
-        s = np.linalg.svd(core, compute_uv=False)
+    """Singular values of UVᵀ, all k of them (from :func:`_spectral_factor`, never the m×n product)."""
+    def spectrum(F):
+        s = np.linalg.svd(F, compute_uv=False)
         return np.pad(s, [(0, 0)] * (s.ndim - 1) + [(0, problem.width - s.shape[-1])])
-    return Shared(lambda x: lowrank_core(*problem.factors(x)), spectrum)
+    return Shared(lambda x: _spectral_factor(*problem.factors(x)), spectrum)
 
 
 def state_norm(t, x) -> float:
@@ -121,6 +170,25 @@ def check(monitors) -> dict[str, Monitor]:
         if not callable(fn):
             raise TypeError(f"monitor {name!r} must be callable fn(t, x)")
     return dict(monitors)
+
+
+def chosen(problem, monitors=None, default_monitors: bool = True) -> dict[str, Monitor]:
+    """The monitors a run records: the defaults of ``problem`` (see :func:`default`) unless
+    ``default_monitors`` is False, plus the caller's ``monitors`` (a caller's monitor replaces a default
+    one of the same name).
+
+    Parameters
+    ----------
+    problem : Problem or None
+    monitors : dict of name -> ``fn(t, x)``, optional
+        Added to the defaults.
+    default_monitors : bool
+        False: record only ``monitors`` (``default_monitors=False`` with no ``monitors``: none).
+    """
+    if not isinstance(default_monitors, bool):
+        raise TypeError(f"default_monitors must be True or False, got {default_monitors!r}")
+    own = {} if monitors is None else check(monitors)
+    return {**(default(problem) if default_monitors else {}), **own}
 
 
 def evaluate(monitors: dict[str, Monitor], t: np.ndarray, x, *, warn: bool = True) -> MonitorValues:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from .checks import as_float_array, positive, positive_int
+from .checks import as_float_array, positive, positive_int, renamed
 from .seeds import seed_rng
 from .problems import lowrank_frobenius
 from .targets import as_target
@@ -314,13 +314,15 @@ class EntrySampling(MeasurementOperator):
         return cls(mask.shape, rows, cols, scale=scale)
 
     @classmethod
-    def uniform(cls, shape, fraction: float, seed) -> "EntrySampling":
-        """Observe round(fraction·mn) ≥ 1 distinct entries chosen uniformly from ``seed``."""
+    @renamed(fraction="observed")
+    def uniform(cls, shape, observed: float, seed) -> "EntrySampling":
+        """Observe round(observed·mn) ≥ 1 distinct entries chosen uniformly from ``seed`` (``observed``:
+        the fraction of entries, in (0, 1])."""
         m, n = _shape(shape)
-        fraction = positive(fraction, "fraction")
-        if fraction > 1:
-            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
-        p = max(1, int(round(fraction * m * n)))
+        observed = positive(observed, "observed")
+        if observed > 1:
+            raise ValueError(f"observed must lie in (0, 1], got {observed}")
+        p = max(1, int(round(observed * m * n)))
         flat = np.sort(seed_rng(seed).choice(m * n, size=p, replace=False))
         return cls((m, n), flat // n, flat % n)
 

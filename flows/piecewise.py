@@ -69,15 +69,20 @@ def integrate_piecewise(flow, x0, t_span, *, t_eval=None, events=(), error_estim
     if kwargs.get("atol") is None:  # one default for every piece, from the initial state
         kwargs["atol"] = default_atol(flow.problem, x0, kwargs.get("rtol", 1e-8))[0]
     x0 = flow.problem.check_state(x0)
+    reduce = kwargs.pop("reduce", "auto")
     with blas.limit(kwargs.get("blas_threads", 1)):  # the bases' QRs, under the run's thread limit
-        plan = reduction.plan(flow, x0, kwargs.pop("reduce", "auto"), t0)
+        plan = reduction.plan(flow, x0, reduce, t0)
     if plan.reduced:
-        options = {key: value for key, value in kwargs.items() if key not in ("monitors", "callback")}
+        options = {key: value for key, value in kwargs.items() if key not in ("monitors", "default_monitors", "callback")}
         meta = {**flow.problem.describe(), **flow.describe(), **(kwargs.get("provenance") or {})}
-        return plan.solve(integrate_piecewise, (plan.flow, plan.start, (t0, t1)),
-                          {**options, "t_eval": t_eval, "error_estimate": error_estimate}, monitors=kwargs.get("monitors"),
-                          meta=meta, dynamics=flow.dynamics, blas_threads=kwargs.get("blas_threads", 1), events=events,
-                          callback=kwargs.get("callback"), started=started)
+        try:
+            return plan.solve(integrate_piecewise, (plan.flow, plan.start, (t0, t1)),
+                              {**options, "t_eval": t_eval, "error_estimate": error_estimate},
+                              monitors=kwargs.get("monitors"), default_monitors=kwargs.get("default_monitors", True),
+                              meta=meta, dynamics=flow.dynamics, blas_threads=kwargs.get("blas_threads", 1),
+                              events=events, callback=kwargs.get("callback"), started=started)
+        except reduction.LeftSpans as exc:
+            plan = reduction.in_full(exc, reduce, plan.full_dim)
     kwargs["reduce"] = False  # decided for the whole run: the pieces are not asked again
     run = _pieces(flow, x0, t0, t1, t_eval, events, kwargs)
     run.meta.update(plan.meta())
@@ -88,7 +93,7 @@ def integrate_piecewise(flow, x0, t_span, *, t_eval=None, events=(), error_estim
     spacing = np.diff(run.t)
     reference = _pieces(flow, x0, t0, float(run.t[-1]), run.t, (), {
         **kwargs, "method": method, "rtol": max(rtol / REFERENCE_TIGHTER, SCIPY_MIN_RTOL),
-        "atol": atol / REFERENCE_TIGHTER, "monitors": {},
+        "atol": atol / REFERENCE_TIGHTER, "monitors": None, "default_monitors": False,
         "max_step": min(kwargs.get("max_step", np.inf), 0.5 * spacing.min() if spacing.size else np.inf)})
     estimate = np.linalg.norm(run.x - reference.x, axis=-1)
     accuracy = Accuracy(estimate=estimate, how="reference", reference=reference.x, reference_method=method,

@@ -207,6 +207,22 @@ class FactoredProblem(Problem):
         """
         return self._gradient(x, out, negate=True)
 
+    def negative_grad_kernel(self, shape: tuple[int, ...]):
+        """−∇f as ``into(t, y, out)`` on flat, C-contiguous arrays of states of ``shape`` ((dim,) or (B, dim)),
+        with the checks of :meth:`negative_grad` done once here, not at every call (a solver's stage loop
+        calls it a dozen times a step); None when this class's −∇f is not :meth:`negative_grad` (a class
+        with a gradient of its own, whose derived −∇f goes through its ``grad``).
+        """
+        if type(self).negative_grad is not FactoredProblem.negative_grad:
+            return None
+        if len(shape) not in (1, 2) or shape[-1] != self._dim:
+            raise ValueError(f"shape must be ({self._dim},) or (B, {self._dim}), got {shape}")
+        rows, grad_rows = (-1, self._dim), self._grad_rows
+
+        def into(t, y, out):
+            grad_rows(y.reshape(rows), out.reshape(rows), True)
+        return into
+
     def _gradient(self, x, out, negate: bool):
         x = np.asarray(x, dtype=np.float64)
         if x.ndim not in (1, 2) or x.shape[-1] != self._dim:
@@ -279,6 +295,8 @@ class MatrixFactorization(FactoredProblem):
     >>> bool(np.isclose(p.loss(x), 0.5 * p.target.frobenius_norm ** 2))
     True
     """
+
+    inherits_derivatives = ("negative_grad",)  # FactoredProblem's −∇f calls this class's _grad_rows(negate=True)
 
     def __init__(self, target, width: int):
         self.target: LowRankTarget = as_target(target)
@@ -442,6 +460,8 @@ class SymmetricFactorization(FactoredProblem):
     width : int
         k ≥ 1, the number of columns of X (m×k).
     """
+
+    inherits_derivatives = ("negative_grad",)  # FactoredProblem's −∇f calls this class's _grad_rows(negate=True)
 
     def __init__(self, target, width: int):
         self.target: LowRankTarget = as_target(target)

@@ -30,8 +30,10 @@ Never reduced: a problem other than :class:`~pgflow.flows.problems.MatrixFactori
 UVᵀ), k + r ≥ min(m, n) (nothing to gain), a flow other than pgflow's gradient, ScaledGD, modified and
 perturbed flows, a batch of a perturbed flow, and a perturbation that leaves the spans: known by its
 type (sensing errors, random directions) or, for a type that does not say, measured at the start as
-the leakage ‖E − Q_U Q_Uᵀ E Q_V Q_Vᵀ‖_F / ‖E‖_F (above ``LEAK_RTOL``). A perturbation that is inside
-the spans at the start but leaves them later is beyond that check: run it with ``reduce=False``.
+the leakage ‖E − Q_U Q_Uᵀ E Q_V Q_Vᵀ‖_F / ‖E‖_F (above ``LEAK_RTOL``). A perturbation of unknown type that
+is inside the spans at the start is measured again at every evaluation of the reduced run; if it leaves them
+there, the reduced run stops (:class:`LeftSpans`) and the run is solved in full from the start, with the time
+and the leakage in ``meta["reduction_reason"]`` (``reduce=True`` raises instead).
 
 :func:`plan` decides; :meth:`Plan.solve` runs the reduced problem through the same integrator or GD
 loop and returns trajectories that hold the bases and reduced states
@@ -59,7 +61,7 @@ from .targets import LowRankTarget
 from .subspace import Bases, LiftedDense, ReducedStates
 from .trajectory import Trajectory
 
-__all__ = ["LEAK_RTOL", "Plan", "ReducedFactorization", "ReducedPerturbation", "ReducedSymmetricFactorization",
+__all__ = ["LEAK_RTOL", "LeftSpans", "Plan", "in_full", "ReducedFactorization", "ReducedPerturbation", "ReducedSymmetricFactorization",
            "leakage", "plan", "reduced_problem", "span_bases"]
 
 LEAK_RTOL = 1e-10
@@ -143,19 +145,46 @@ def reduced_problem(problem):
     return ReducedFactorization(LowRankTarget(E, target.sigma, E), k)
 
 
-def leakage(E, bases: Bases, form: str) -> float:
+def leakage(E, bases: Bases, form: str, projected=None) -> float:
     """‖E − (the part of E inside the spans)‖_F / ‖E‖_F: Q_U Q_Uᵀ E Q_V Q_Vᵀ for a residual-form (m, n)
-    matrix, Q Qᵀ block by block for an additive (dim,) vector (0 for E = 0)."""
+    matrix, Q Qᵀ block by block for an additive (dim,) vector (0 for E = 0). ``projected``: E's reduced
+    coordinates Q_Uᵀ E Q_V (or Qᵀ E), when already computed."""
     E = np.asarray(E, dtype=np.float64)
     size = float(np.linalg.norm(E))
     if size == 0.0:
         return 0.0
     if form == "additive":
-        inside = bases.lift(bases.project(E))
+        inside = bases.lift(bases.project(E) if projected is None else projected)
     else:
         Q_U, Q_V = bases.matrices
-        inside = Q_U @ ((Q_U.T @ E @ Q_V) @ Q_V.T)
+        inside = Q_U @ ((Q_U.T @ E @ Q_V if projected is None else projected) @ Q_V.T)
     return float(np.linalg.norm(E - inside)) / size
+
+
+class LeftSpans(Exception):
+    """Raised inside a reduced run when the perturbation's value leaves the spans: the reduced run would be
+    wrong from there on, so the caller solves the run in full (see :func:`in_full`).
+
+    Attributes
+    ----------
+    t : float
+        Where the perturbation was evaluated.
+    leak : float
+        Its leakage (see :func:`leakage`).
+    """
+
+    def __init__(self, name: str, t: float, leak: float):
+        self.t, self.leak = float(t), float(leak)
+        super().__init__(f"the perturbation {name} left the spans at t = {self.t:.6g}: leakage {leak:.2g} of "
+                         f"‖E‖_F (> {LEAK_RTOL:g})")
+
+
+def in_full(exc: LeftSpans, reduce, full_dim: int) -> "Plan":
+    """The plan of a run whose reduced solve stopped with ``exc``: in full, with the reason; ``reduce=True``
+    (reduce or raise) raises ValueError instead."""
+    if _demand(reduce):
+        raise ValueError(f"reduce=True, but this run cannot be reduced: {exc}") from None
+    return Plan(f"{exc}; solved in full", full_dim)
 
 
 class ReducedPerturbation(Perturbation):
@@ -175,7 +204,13 @@ class ReducedPerturbation(Perturbation):
         self.state_dependent = getattr(parent, "state_dependent", True)
 
     def __call__(self, t, z):
-        return self.project(self.parent(t, self.bases.lift(z)))
+        E = self.parent(t, self.bases.lift(z))
+        projected = self.project(E)
+        # measured at every evaluation: a perturbation of unknown type may leave the spans after the start
+        leak = leakage(E, self.bases, self.form, projected)
+        if leak > LEAK_RTOL:
+            raise LeftSpans(type(self.parent).__name__, t, leak)
+        return projected
 
     def project(self, E) -> np.ndarray:
         E = np.asarray(E, dtype=np.float64)
@@ -352,8 +387,8 @@ class Plan:
             raise ValueError(f"this run is solved in full ({self.reason}): there is nothing to lift")
         return self.bases
 
-    def solve(self, run, args: tuple, options: dict, *, monitors, meta: dict, dynamics, blas_threads=1,
-              events=(), callback=None, started: float):
+    def solve(self, run, args: tuple, options: dict, *, monitors, meta: dict, dynamics, default_monitors=True,
+              blas_threads=1, events=(), callback=None, started: float):
         """Run ``run(*args, **options)`` (integrate, integrate_piecewise or gradient_descent) on the reduced
         problem and return its trajectories as reduced full-problem trajectories.
 
@@ -366,7 +401,10 @@ class Plan:
         args, options : tuple, dict
             Its arguments, on the reduced problem (``reduce=False`` is added).
         monitors : dict or None
-            The caller's monitors of full states (None: the default ones, evaluated on the reduced states).
+            The caller's monitors of full states, evaluated on the lifted states.
+        default_monitors : bool
+            Whether to add the default monitors (evaluated on the reduced states: the same numbers, at
+            the reduced size's cost).
         meta : dict
             Entries that replace the reduced run's: the full problem's description, provenance.
         dynamics : Dynamics
@@ -379,13 +417,17 @@ class Plan:
             ``time.perf_counter()`` when the caller began: the set-up counts in ``wall_time``.
         """
         bases = self._reduced_bases()
-        reduced_options = {**options, "monitors": {}, "reduce": False}
+        if not isinstance(default_monitors, bool):
+            raise TypeError(f"default_monitors must be True or False, got {default_monitors!r}")
+        monitors = None if monitors is None else _monitors.check(monitors)
+        reduced_options = {**options, "default_monitors": False, "reduce": False}
         if callback is not None:
             reduced_options["callback"] = _on_lifted(callback, bases)
         if events:
             reduced_options["events"] = [Event(_on_lifted(ev.fun, bases), ev.terminal, ev.direction, ev.key)
                                          for ev in as_events(events)]
-        finish = dict(monitors=monitors, meta=meta, dynamics=dynamics, blas_threads=blas_threads,
+        finish = dict(monitors=monitors, default_monitors=default_monitors, meta=meta, dynamics=dynamics,
+                      blas_threads=blas_threads,
                       setup=time.perf_counter() - started)
         try:
             result = run(*args, **reduced_options)
@@ -394,22 +436,21 @@ class Plan:
             raise
         return self.lifted(result, **finish)
 
-    def lifted(self, result, *, monitors, meta, dynamics, blas_threads, setup):
+    def lifted(self, result, *, monitors, default_monitors, meta, dynamics, blas_threads, setup):
         """The reduced run's trajectory (or list of a batch's, or None) as the full problem's."""
         bases = self._reduced_bases()
         if result is None:
             return None
         if isinstance(result, list):
-            return [self._member(run, bases.member(b), b, monitors, meta, dynamics, blas_threads, setup)
-                    for b, run in enumerate(result)]
-        return self._member(result, bases, None, monitors, meta, dynamics, blas_threads, setup)
+            return [self._member(run, bases.member(b), b, monitors, default_monitors, meta, dynamics, blas_threads,
+                                 setup) for b, run in enumerate(result)]
+        return self._member(result, bases, None, monitors, default_monitors, meta, dynamics, blas_threads, setup)
 
-    def _member(self, run: Trajectory, bases: Bases, b, monitors, meta, dynamics, blas_threads, setup) -> Trajectory:
+    def _member(self, run: Trajectory, bases: Bases, b, monitors, default_monitors, meta, dynamics, blas_threads,
+                setup) -> Trajectory:
         """Member b of a batch (None: the one run) as the full problem's trajectory."""
-        if monitors is None:
-            fns = _monitors.default(self.flow.problem)
-        else:
-            fns = {name: _on_lifted(fn, bases) for name, fn in _monitors.check(monitors).items()}
+        fns = _monitors.chosen(self.flow.problem, None, default_monitors)
+        fns.update({name: _on_lifted(fn, bases) for name, fn in (monitors or {}).items()})
         start = time.perf_counter()
         with blas.limit(blas_threads):
             values = _monitors.evaluate(fns, run.t, run.x, warn=False)

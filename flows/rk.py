@@ -28,6 +28,10 @@ solve.
 
 from __future__ import annotations
 
+import functools
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import scipy
 from scipy.integrate import DOP853, RK23, RK45
@@ -113,8 +117,51 @@ def _window(where: dict, coefs: dict):
     coef = np.zeros((hi - lo,) + next(iter(used.values())).shape)
     for row, c in used.items():
         coef[row - lo] = c
+    coef.flags.writeable = False  # shared by every solver of the class (see _Layout)
     y_at = where["y"] - lo if "y" in coefs else None
     return slice(lo, hi), coef, y_at
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What an in-place stepper class computes once, whatever its state: where each row of the buffer
+    is, the windows of its sums, and the stage coefficients laid end to end (``stage_coef``; stage
+    i + 1's are ``stage_coef[stage_parts[i]]`` and y's coefficient sits at ``stage_y``), so a step
+    scales all of them by h in one pass."""
+
+    where: dict
+    stage_sums: list
+    stage_coef: np.ndarray
+    stage_parts: list
+    stage_y: np.ndarray
+    new_sum: tuple
+    err_sum: tuple | None
+    n_weights: int
+    h_inside: bool
+    fused: bool
+
+
+@functools.cache
+def _layout(cls, n_rows: int) -> _Layout:
+    """The :class:`_Layout` of stepper class ``cls`` with ``n_rows`` stage rows (built once per class)."""
+    s = cls.n_stages
+    where = {label: i for i, label in enumerate(cls.ORDER or ("y", *range(n_rows)))}
+    stage_sums = [_window(where, {"y": 1.0, **dict(enumerate(cls.A[i, :i]))}) for i in range(1, s)]
+    bounds = np.cumsum([0] + [len(coef) for _, coef, _ in stage_sums])
+    stage_coef = np.concatenate([coef for _, coef, _ in stage_sums])
+    stage_coef.flags.writeable = False
+    stage_y = np.array([lo + y_at for lo, (_, _, y_at) in zip(bounds, stage_sums)])
+    parts = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    weights = np.atleast_2d(np.stack([cls.E5, cls.E3]) if hasattr(cls, "E5") else cls.E)
+    if weights[:, s].any():  # RK23, RK45: the error estimate needs f(y_new)
+        new_sum = _window(where, {"y": 1.0, **dict(enumerate(cls.B))})
+        err_sum, fused = _window(where, dict(enumerate(weights.T))), False
+    else:  # DOP853's does not: one pass over the stages gives y_new and both estimates
+        columns = np.column_stack([cls.B, weights[:, :s].T])
+        new_sum = _window(where, {"y": np.eye(1, len(columns.T))[0], **dict(enumerate(columns))})
+        err_sum, fused = None, True
+    return _Layout(where, stage_sums, stage_coef, parts, stage_y, new_sum, err_sum, len(weights),
+                   len(weights) == 1, fused)
 
 
 
@@ -135,9 +182,9 @@ class _InPlace:
         self._into = into
         s = self.n_stages
         n_rows = len(getattr(self, "K_extended", self.K))  # DOP853 keeps 3 dense-output stages more
-        order = self.ORDER or ("y", *range(n_rows))
-        self._rows = np.zeros((len(order), self.n))
-        self._where = {label: i for i, label in enumerate(order)}
+        layout = _layout(type(self), n_rows)
+        self._rows = np.zeros((len(layout.where), self.n))
+        self._where = layout.where
         self._y_row = self._rows[self._where["y"]]
         self._k = [self._rows[self._where[j]] for j in range(n_rows)]  # the stages, in stage order
         if self.ORDER is None:  # stage order in memory: scipy's dense output reads K as it is
@@ -146,19 +193,19 @@ class _InPlace:
                 self.K_extended = self._rows[1:]
         else:
             self.K = self.K_extended = None
-        self._stage_sums = [_window(self._where, {"y": 1.0, **dict(enumerate(self.A[i, :i]))}) for i in range(1, s)]
-        weights = np.atleast_2d(np.stack([self.E5, self.E3]) if hasattr(self, "E5") else self.E)
-        self._h_inside = len(weights) == 1
-        if weights[:, s].any():  # RK23, RK45: the error estimate needs f(y_new)
-            self._new_sum = _window(self._where, {"y": 1.0, **dict(enumerate(self.B))})
-            self._err_sum = _window(self._where, dict(enumerate(weights.T)))
-            self._err = np.empty((len(weights), self.n))
-            self._update = None
-        else:  # DOP853's does not: one pass over the stages gives y_new and both estimates
-            columns = np.column_stack([self.B, weights[:, :s].T])
-            self._new_sum = _window(self._where, {"y": np.eye(1, len(columns.T))[0], **dict(enumerate(columns))})
-            self._update = np.empty((len(columns.T), self.n))
+        self._layout = layout
+        # the stage sums as (h-scaled coefficients, rows) views, fixed for the solver's life
+        self._stage_scaled = np.empty(len(layout.stage_coef))
+        self._stage_views = [(self._stage_scaled[part], self._rows[rows])
+                             for part, (rows, _, _) in zip(layout.stage_parts, layout.stage_sums)]
+        self._h_inside = layout.h_inside
+        self._new_sum, self._err_sum = layout.new_sum, layout.err_sum
+        if layout.fused:
+            self._update = np.empty((1 + layout.n_weights, self.n))
             self._err = self._update[1:]
+        else:
+            self._err = np.empty((layout.n_weights, self.n))
+            self._update = None
         self._stage_in = np.empty(self.n)
         self._abs_y = np.abs(self.y)
         self._scale = np.empty(self.n)
@@ -189,8 +236,11 @@ class _InPlace:
 
     def _stages(self, t, h):
         """Fill the stages for a step of size h from (t, y) (y in its buffer row); return y_new."""
-        for i, window in enumerate(self._stage_sums, start=1):
-            self._rhs(t + self.C[i] * h, self._sum(window, h, self._stage_in), self._k[i])
+        # every stage's coefficients scaled by h in one pass (y's stay 1), as _sum would one window at a time
+        np.multiply(self._layout.stage_coef, h, out=self._stage_scaled)
+        self._stage_scaled[self._layout.stage_y] = 1.0
+        for i, (coef, rows) in enumerate(self._stage_views, start=1):
+            self._rhs(t + self.C[i] * h, combine(coef, rows, self._stage_in), self._k[i])
         if self._update is None:
             y_new = self._sum(self._new_sum, h, np.empty(self.n))
         else:
@@ -219,17 +269,13 @@ class _InPlace:
         members = 1 if self.batch is None else self.batch
         by_member = err.reshape(len(err), members, -1)
         squares = np.einsum("qbd,qbd->qb", by_member, by_member)
-        self._member_norm = self._norm(1.0 if self._h_inside else abs(h), squares, self.n // members)
+        h_abs, size = 1.0 if self._h_inside else abs(h), self.n // members
+        if members == 1:  # one state: the same arithmetic on Python floats, without the batch's array calls
+            norm = _norm(h_abs, [float(q[0]) for q in squares], size)
+            self._member_norm = np.array([norm])
+            return norm
+        self._member_norm = _norm(h_abs, squares, size)
         return float(np.max(self._member_norm))
-
-    def _norm(self, h_abs, squares, size):
-        """Error norms from the per-member sums of squared scaled error estimates, shape (q, B)."""
-        if len(squares) == 1:  # RK23, RK45: RMS of h·(E·K)/scale
-            return h_abs * np.sqrt(squares[0] / size)
-        e5, e3 = squares  # DOP853: the 5th-order estimate, damped by the 3rd-order one
-        denom = e5 + 0.01 * e3
-        # 0 when both estimates are 0, as scipy's; a NaN estimate stays NaN, so the step is rejected
-        return np.divide(h_abs * e5, np.sqrt(denom * size), out=np.zeros_like(e5), where=denom != 0)
 
     def _step_impl(self):
         t, y = self.t, self.y
@@ -263,6 +309,28 @@ class _InPlace:
         return True, None
 
 
+@functools.cache
+def _dense_windows(cls, n_rows: int):
+    """The windows of DOP853's interpolant: its 3 extra stages and D·K (built once per class)."""
+    where = _layout(cls, n_rows).where
+    return ([_window(where, {"y": 1.0, **dict(enumerate(a[:i]))})
+             for i, a in enumerate(cls.A_EXTRA, start=cls.n_stages + 1)],
+            _window(where, dict(enumerate(cls.D.T))))
+
+
+def _norm(h_abs, squares, size):
+    """Error norms from the per-member sums of squared scaled error estimates: rows of shape (B,), or
+    of Python floats for one state (then plain float arithmetic, the same operations in the same order)."""
+    if len(squares) == 1:  # RK23, RK45: RMS of h·(E·K)/scale
+        return h_abs * (math.sqrt(squares[0] / size) if isinstance(squares[0], float) else np.sqrt(squares[0] / size))
+    e5, e3 = squares  # DOP853: the 5th-order estimate, damped by the 3rd-order one
+    denom = e5 + 0.01 * e3
+    # 0 when both estimates are 0, as scipy's; a NaN estimate stays NaN, so the step is rejected
+    if isinstance(e5, float):
+        return 0.0 if denom == 0 else h_abs * e5 / math.sqrt(denom * size)
+    return np.divide(h_abs * e5, np.sqrt(denom * size), out=np.zeros_like(e5), where=denom != 0)
+
+
 class InPlaceRK23(_InPlace, RK23):
     """scipy's RK23 with in-place stages (see :mod:`pgflow.flows.rk`); real states only."""
 
@@ -283,17 +351,10 @@ class InPlaceDOP853(_InPlace, DOP853):
 
     ORDER = (2, 1, "y", 0, *range(3, 16))
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        first = self.n_stages + 1
-        self._dense_sums = ([_window(self._where, {"y": 1.0, **dict(enumerate(a[:i]))})
-                             for i, a in enumerate(self.A_EXTRA, start=first)],
-                            _window(self._where, dict(enumerate(self.D.T))))
-
     def _dense_output_impl(self):
         """scipy's DOP853 interpolant (3 more stages, then F = [Δ, hf₀ − Δ, 2Δ − h(f₀ + f), h D·K]),
         with the sums taken over this buffer's order."""
-        extra, (rows, D, _) = self._dense_sums
+        extra, (rows, D, _) = _dense_windows(type(self), len(self._k))
         h = self.h_previous
         for i, (window, c) in enumerate(zip(extra, self.C_EXTRA), start=self.n_stages + 1):
             self._rhs(self.t_old + c * h, self._sum(window, h, self._stage_in), self._k[i])

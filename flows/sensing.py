@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import as_float_array, positive, positive_int
+from .checks import as_float_array, positive, positive_int, renamed
 from .seeds import child_rng, seed_record
 from .operators import DenseOperator, EntrySampling, RankOneOperator, is_operator
 from .base import TRUSTED
@@ -49,6 +49,8 @@ class MatrixSensing(FactoredProblem):
     >>> float(p.loss(x)) < 1e-25, float(p.residual_norm(x)) < 1e-14
     (True, True)
     """
+
+    inherits_derivatives = ("negative_grad",)  # FactoredProblem's −∇f calls this class's _grad_rows(negate=True)
 
     def __init__(self, target, operator, width: int, *, noise: float = 0.0, seed=None, measurements=None):
         target = as_target(target)
@@ -267,11 +269,16 @@ class MatrixCompletion(MatrixSensing):
         super().__init__(target, op, width, noise=noise, seed=seed)
 
     @classmethod
-    def random(cls, m: int, n: int, rank: int, width: int, fraction: float, *, condition: float = 1.0,
+    @renamed(fraction="observed")
+    def random(cls, m: int, n: int, rank: int, width: int, observed: float, *, condition: float = 1.0,
                singular_values=None, noise: float = 0.0, seed=0) -> "MatrixCompletion":
-        """Uniformly observed entries of a random target, from ``seed`` (target as in :meth:`MatrixSensing.random`)."""
+        """Uniformly observed entries of a random target, from ``seed`` (target as in :meth:`MatrixSensing.random`).
+
+        ``observed`` is the fraction of entries observed, in (0, 1] (as for the constructor and the
+        ``observed`` field of a run description).
+        """
         target = LowRankTarget.random(m, n, rank, condition=condition, singular_values=singular_values, seed=seed)
-        return cls(target, fraction, width, seed, noise=noise)
+        return cls(target, observed, width, seed, noise=noise)
 
 
 TRUSTED.update({MatrixSensing, MatrixCompletion})  # their derivatives are tested, not re-checked

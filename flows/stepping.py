@@ -25,6 +25,9 @@ class System:
     def __init__(self, flow, shape: tuple[int, ...]):
         self.flow, self.shape, self.calls = flow, shape, 0
         self._writes_out = "out" in inspect.signature(flow.__call__).parameters
+        # a flow may bind its right-hand side to this shape once (its checks and lookups out of the stage loop)
+        bind = getattr(flow, "stage_kernel", None)
+        self._kernel = None if bind is None else bind(shape)
 
     def __call__(self, t, y):
         self.calls += 1
@@ -33,7 +36,9 @@ class System:
     def into(self, t, y, out):
         """The right-hand side written into ``out`` (the explicit solvers' stage rows)."""
         self.calls += 1
-        if self._writes_out:
+        if self._kernel is not None and y.flags.c_contiguous and out.flags.c_contiguous:
+            self._kernel(t, y, out)
+        elif self._writes_out:
             target = out.reshape(self.shape)
             result = self.flow(t, y.reshape(self.shape), out=target)
             if result is not target:  # a flow that takes out= but returns a fresh array

@@ -18,6 +18,7 @@ import numpy as np
 from ...flows.descent import DivergenceError, number_of_steps
 from .. import claims, setups
 from ..config import check_keys, read_toml
+from ..progress import run_bar
 from .claim import Claim
 from .runs import Run
 
@@ -60,7 +61,8 @@ def ensemble_config(ensemble: dict) -> dict:
     return config
 
 
-def ensemble_runs(ensemble: dict | None = None, *, monitors: dict | None = None) -> list[Run]:
+def ensemble_runs(ensemble: dict | None = None, *, monitors: dict | None = None,
+                  default_monitors: bool = True, progress: bool | None = False) -> list[Run]:
     """The runs of an ensemble: every init seed × every dynamics, on one random factorization target.
 
     Parameters
@@ -68,8 +70,12 @@ def ensemble_runs(ensemble: dict | None = None, *, monitors: dict | None = None)
     ensemble : dict, optional
         Keys of :data:`ENSEMBLE_DEFAULTS`.
     monitors : dict, optional
-        Monitors recorded on the trajectories (default: :func:`pgflow.flows.monitors.default`); claims
-        do not read them, so ``{}`` saves their cost.
+        Monitors recorded on the trajectories besides the default ones.
+    default_monitors : bool, default True
+        Record the default monitors (:func:`pgflow.flows.monitors.default`); claims do not read
+        them, so False saves their cost.
+    progress : bool or None
+        A progress bar over the runs (tqdm, on stderr); None: only on a terminal.
 
     Returns
     -------
@@ -99,25 +105,35 @@ def ensemble_runs(ensemble: dict | None = None, *, monitors: dict | None = None)
     n_steps = number_of_steps(eta, c["t_end"], "step_size")
     grid = np.linspace(0.0, c["t_end"], c["n_save"])
     runs = []
-    for j, s in enumerate(seeds):
-        provenance = {"seed": s}
-        for dynamics in c["dynamics"]:
-            setup = {**base, "init_seed": s, "perturbation_seed": s, "dynamics": dynamics, "step_size": eta,
-                     "save_every": max(1, n_steps // (c["n_save"] - 1))}
-            x0 = setups.initial_state(problem, setup) if states is None else states[j]
-            label = f"{dynamics} seed {s}"
-            if dynamics == "gd":
-                try:
-                    traj = setups.evolve(problem, x0, {**setup, "rho": 0.0, "xi0": 0.0}, provenance=provenance,
-                                         monitors=monitors)
-                except DivergenceError as exc:  # judge the steps taken before GD left every bound
-                    traj, label = _before_divergence(exc), f"{label} (diverged at step {exc.step})"
-                runs.append(Run.of(traj, problem, label=label))
-                continue
+    with run_bar(len(seeds) * len(c["dynamics"]), "ensemble", progress) as bar:
+        for j, s in enumerate(seeds):
+            runs += _seed_runs(problem, base, c, s, None if states is None else states[j], eta, n_steps, grid,
+                               monitors, default_monitors, bar)
+    return runs
+
+
+def _seed_runs(problem, base: dict, c: dict, s: int, x0, eta: float, n_steps: int, grid, monitors,
+               default_monitors: bool, bar) -> list[Run]:
+    """The runs of init seed ``s`` (from ``x0`` when the ensemble gives explicit states), one per dynamics."""
+    runs, provenance = [], {"seed": s}
+    for dynamics in c["dynamics"]:
+        setup = {**base, "init_seed": s, "perturbation_seed": s, "dynamics": dynamics, "step_size": eta,
+                 "save_every": max(1, n_steps // (c["n_save"] - 1))}
+        start = setups.initial_state(problem, setup) if x0 is None else x0
+        label = f"{dynamics} seed {s}"
+        if dynamics == "gd":
+            try:
+                traj = setups.evolve(problem, start, {**setup, "rho": 0.0, "xi0": 0.0}, provenance=provenance,
+                                     monitors=monitors, default_monitors=default_monitors)
+            except DivergenceError as exc:  # judge the steps taken before GD left every bound
+                traj, label = _before_divergence(exc), f"{label} (diverged at step {exc.step})"
+            runs.append(Run.of(traj, problem, label=label))
+        else:
             flow = setups.flow_for(problem, setup)
-            traj = setups.evolve(problem, x0, setup, flow=flow, t_eval=grid, provenance=provenance,
-                                 monitors=monitors)
+            traj = setups.evolve(problem, start, setup, flow=flow, t_eval=grid, provenance=provenance,
+                                 monitors=monitors, default_monitors=default_monitors)
             runs.append(Run.of(traj, flow, label=label))
+        bar.update()
     return runs
 
 

@@ -228,7 +228,7 @@ class _Search:
                 "init_seeds": [int(seed)], "x0": [float(v) for v in x0]}
 
     def runs(self, ensemble: dict) -> list:
-        return ensemble_runs(ensemble, monitors={})
+        return ensemble_runs(ensemble, default_monitors=False)
 
     def objective(self, ensemble: dict, kind: str) -> float:
         """The relative slack of one candidate (negative: a counterexample)."""

@@ -12,6 +12,7 @@ import sympy as sp
 from sympy import MatrixExpr
 
 from .. import symbolic as S
+from ..progress import run_bar
 from ..text import table as text_table
 from . import consistency
 from .claim import Claim
@@ -196,7 +197,8 @@ class Report:
     def summary(self) -> str:
         """One line: the verdict and the key numbers."""
         text = (f"{self.claim.label}: {self.verdict} on {len(self.series)} run(s), {self.n_states} states; "
-                f"min slack {self.min_slack:.3g}, worst ratio {self.worst_ratio:.3g}")
+                f"min slack {_slack_cell(self)}, worst ratio {_ratio_cell(self)}")
+        text += "".join(f" ({note})" for note in _cell_notes([self]))
         if self.first_violation is not None:
             v = self.first_violation
             text += f"; first violation at t = {v.time:.6g} on {v.label} (lhs {v.lhs:.6g}, rhs {v.rhs:.6g})"
@@ -419,7 +421,7 @@ def _report(claim: Claim, series: list, checks=()) -> Report:
                   nonsmooth, excluded)
 
 
-def check_all(claims, runs, *, params: Mapping | None = None) -> list[Report]:
+def check_all(claims, runs, *, params: Mapping | None = None, progress: bool | None = False) -> list[Report]:
     """:func:`check` for each claim, each on the runs whose dynamics it is stated for.
 
     Parameters
@@ -429,15 +431,19 @@ def check_all(claims, runs, *, params: Mapping | None = None) -> list[Report]:
     params : mapping, optional
         Shared values for parameters (a claim file's ``[params]``): they fill in the parameters a
         claim declares without a value; a value the claim sets itself wins.
+    progress : bool or None
+        A progress bar over the claims (tqdm, on stderr); None: only on a terminal.
     """
-    runs = _as_runs(runs)
+    runs, claims = _as_runs(runs), list(claims)
     reports = []
-    for claim in claims:
-        mine = [r for r in runs if claim.dynamics is None or r.dynamics in claim.dynamics]
-        if not mine:
-            raise ValueError(f"no run has the dynamics {claim.dynamics} that claim {claim.label!r} is stated for")
-        unset = {k: v for k, v in (params or {}).items() if k in claim.params and claim.params[k] is None}
-        reports.append(check(claim, mine, params=unset))
+    with run_bar(len(claims), "claims", progress) as bar:
+        for claim in claims:
+            mine = [r for r in runs if claim.dynamics is None or r.dynamics in claim.dynamics]
+            if not mine:
+                raise ValueError(f"no run has the dynamics {claim.dynamics} that claim {claim.label!r} is stated for")
+            unset = {k: v for k, v in (params or {}).items() if k in claim.params and claim.params[k] is None}
+            reports.append(check(claim, mine, params=unset))
+            bar.update()
     return reports
 
 
@@ -449,7 +455,35 @@ disagrees with the saved trajectory, or NOT CHECKED where no state meets the cla
 ``as_expected`` whether the verdict is the expected one; ``nonsmooth`` the number of states where a
 one-sided derivative was used; ``excluded`` the states outside the claim's hypotheses; ``fd check``
 the comparison of every derivative with the finite differences of the saved states (ok, n/a where no
-run is saved densely enough, or the number of disagreements)."""
+run is saved densely enough, or the number of disagreements). A cell that is not a number is explained
+under the table (:data:`RATIO_UNDEFINED`, :data:`SLACK_UNDEFINED`, :data:`SLACK_NONFINITE`)."""
+
+
+RATIO_UNDEFINED = "worst ratio n/a: the bound's side is 0 at every checked state, so no ratio is defined"
+SLACK_UNDEFINED = "min slack -: no state meets the claim's hypotheses (nothing checked)"
+SLACK_NONFINITE = "min slack non-finite: a side of the claim is NaN or ±inf at some state (a violation)"
+
+
+def _ratio_cell(rep: Report) -> str:
+    return "n/a" if np.isnan(rep.worst_ratio) else f"{rep.worst_ratio:.3g}"
+
+
+def _slack_cell(rep: Report) -> str:
+    if rep.min_slack == np.inf:
+        return "-"
+    return "non-finite" if not np.isfinite(rep.min_slack) else f"{rep.min_slack:.3g}"
+
+
+def _cell_notes(reports) -> list[str]:
+    """What the table's "n/a", "-" and "non-finite" cells mean, for those that appear."""
+    notes = []
+    if any(np.isnan(rep.worst_ratio) for rep in reports):
+        notes.append(RATIO_UNDEFINED)
+    if any(rep.min_slack == np.inf for rep in reports):
+        notes.append(SLACK_UNDEFINED)
+    if any(not np.isfinite(rep.min_slack) and rep.min_slack != np.inf for rep in reports):
+        notes.append(SLACK_NONFINITE)
+    return notes
 
 
 def _fd_cell(rep: Report) -> str:
@@ -463,15 +497,16 @@ def _fd_cell(rep: Report) -> str:
 def table(reports) -> str:
     """A plain-text table of reports, one row per claim, then one line per derivative that disagrees
     with its trajectory's finite differences (see :data:`TABLE_HEADER` for the columns)."""
-    rows, notes = [], []
+    reports, rows, notes = list(reports), [], []
     for rep in reports:
         v = rep.first_violation
         where = "-" if v is None else f"t={v.time:.4g} ({v.label})"
         dyn = ",".join(sorted({s.dynamics for s in rep.series}))
         verdict = {"holds": "yes", "VIOLATED": "NO"}.get(rep.verdict, rep.verdict)
         rows.append((rep.claim.label, dyn, str(len(rep.series)), str(rep.n_states), verdict,
-                     "yes" if rep.claim.expect else "no", "yes" if rep.as_expected else "NO", f"{rep.min_slack:.3g}",
-                     f"{rep.worst_ratio:.3g}", str(rep.n_nonsmooth), str(rep.n_excluded), _fd_cell(rep), where))
+                     "yes" if rep.claim.expect else "no", "yes" if rep.as_expected else "NO", _slack_cell(rep),
+                     _ratio_cell(rep), str(rep.n_nonsmooth), str(rep.n_excluded), _fd_cell(rep), where))
         notes += [f"{rep.claim.label}: {c.describe()}" for c in rep.disagreements]
+    notes += _cell_notes(reports)
     text = text_table(TABLE_HEADER, rows, rule=True)
     return text + ("\n" + "\n".join(notes) if notes else "")

@@ -1,5 +1,4 @@
-"""Executors: the pending runs of a sweep, in this process, in local processes or on a Dask cluster,
-with progress (tqdm) on a terminal.
+"""Executors: the pending runs of a sweep, in this process, in local processes or on a Dask cluster.
 
 Each executor is a generator of ``(planned, row)`` in the order the runs finish. A run whose worker
 process dies (killed, out of memory, a crash in native code: ``BrokenProcessPool``) is run once
@@ -17,8 +16,6 @@ import sys
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-
-from tqdm import tqdm
 
 from .reductions import failed_row, run_one
 
@@ -227,12 +224,3 @@ def _dask(pending, scheduler):
 
 def _available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _progress(total: int, enabled: bool | None):
-    """A tqdm bar on stderr (count, rate, ETA); by default only on a terminal."""
-    stream = sys.stderr
-    if enabled is None:
-        enabled = stream.isatty()
-    return tqdm(total=total, unit="run", desc="sweep", file=stream, disable=not enabled or total == 0,
-                dynamic_ncols=True)

@@ -152,10 +152,10 @@ DEFAULT_REDUCTIONS = ("recovery_error", "final_loss", "nfev")
 def _evolve(config: dict, problem, x0, reductions):
     if config["dynamics"] == "gd":
         monitors = {k: v for r in reductions for k, v in r.monitors(problem, config).items()}
-        return setups.evolve(problem, x0, config, monitors=monitors)
+        return setups.evolve(problem, x0, config, monitors=monitors, default_monitors=False)
     # the reductions need only the final state and their events: save two states, no interpolants
     return setups.evolve(problem, x0, config, t_eval=[0.0, config["t_end"]],
-                         events=[e for r in reductions for e in r.events(problem, config)], monitors={},
+                         events=[e for r in reductions for e in r.events(problem, config)], default_monitors=False,
                          dense_output=False)
 
 

@@ -59,13 +59,13 @@ def applicable(config: dict) -> dict:
     --------
     >>> config = complete({"dynamics": "gf", "problem_seed": 1, "init_seed": 2, "reductions": ["nfev"]})
     >>> sorted(set(config) - set(applicable(config)))[:6]
-    ['eps', 'fraction', 'measurements', 'noise', 'observed', 'order_step_sizes']
+    ['eps', 'fraction', 'n_measurements', 'noise', 'observed', 'order_step_sizes']
     """
     dynamics, problem, reductions = config["dynamics"], config["problem"], config["reductions"]
     perturbed = dynamics in ("pgf_residual", "pgf_additive") or (dynamics == "gd" and bool(config["rho"] or config["xi0"]))
     skip = set()
     if problem != "sensing":
-        skip.add("measurements")
+        skip.add("n_measurements")
     if problem != "completion":
         skip.add("observed")
     if problem == "factorization":

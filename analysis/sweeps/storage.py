@@ -25,8 +25,9 @@ import numpy as np
 from ...flows.checks import positive_int
 from ...flows.export import require
 from ...flows.files import atomic_path, remove_orphans
+from ..progress import run_bar
 from ..provenance import code_version
-from .executors import EXECUTORS, KILLED, _available_cores, _dask, _processes, _progress, _serial
+from .executors import EXECUTORS, KILLED, _available_cores, _dask, _processes, _serial
 from .planning import PlannedRun, Sweep, run_id
 from .schema import SEED_FIELDS, applicable
 
@@ -335,7 +336,7 @@ def run_sweep(sweep: Sweep, out, *, executor: str | None = None, workers: int | 
     if pending:
         results = (_serial(pending) if executor == "serial" else _processes(pending, workers)
                    if executor == "processes" else _dask(pending, scheduler))
-        with _progress(len(pending), progress) as bar:
+        with run_bar(len(pending), "sweep", progress) as bar:
             for planned, row in results:
                 if row["status"] == KILLED:
                     killed.append(planned.name)

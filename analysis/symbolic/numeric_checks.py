@@ -75,7 +75,7 @@ class Point:
     def field(self, dynamics: str) -> np.ndarray:
         """The flow object's right-hand side at the state, or the GD increment x₊ − x."""
         if dynamics == "gd":
-            step = gradient_descent(self.problem, self.x, self.eta, 1, monitors={})
+            step = gradient_descent(self.problem, self.x, self.eta, 1, default_monitors=False)
             return step.x[-1] - self.x
         return np.asarray(self.flows[dynamics](self.t, self.x), dtype=float)
 

@@ -49,6 +49,7 @@ from ..analysis.bounds import falsifier
 from ..analysis.text import table as text_table
 from ..analysis.bounds.ensembles import ensemble_runs, load_claim_file
 from ..analysis.bounds.export import write_report
+from ..analysis.progress import run_bar
 from ..figures.output import save_figure
 
 EXAMPLE = str(resources.files("pgflow.analysis") / "examples" / "claims.toml")
@@ -76,6 +77,7 @@ def register(subparsers) -> None:
     p.add_argument("--reproducers", default=None, metavar="DIR",
                    help="with --falsify: write a claim file reproducing each worst case into DIR (pgflow check "
                         "reruns it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars, even on a terminal")
     p.set_defaults(handler=check_command)
 
 
@@ -98,8 +100,9 @@ def check_command(args) -> int:
         return falsify_command(chosen, ensemble, params, args)
     if args.out and os.path.splitext(args.out)[1].lower() not in (".csv", ".json"):
         raise ValueError(f"--out must name a .csv or .json file, got {args.out!r}")
-    runs = ensemble_runs(ensemble)
-    reports = bounds.check_all(chosen, runs, params=params)
+    progress = False if args.no_progress else None
+    runs = ensemble_runs(ensemble, progress=progress)
+    reports = bounds.check_all(chosen, runs, params=params, progress=progress)
     print(bounds.table(reports))
     if args.out:
         print(f"\nwrote {write_report(reports, args.out)}")
@@ -127,6 +130,7 @@ def falsify_command(chosen, ensemble: dict, params: dict, args) -> int:
     rows, failed = [], []
     if args.reproducers:
         os.makedirs(args.reproducers, exist_ok=True)
+    bar = run_bar(len(chosen), "falsify", False if args.no_progress else None)
     for claim in chosen:
         values = {k: v for k, v in params.items() if k in claim.params and claim.params[k] is None}
         dynamics = claim.dynamics or tuple(allowed or ("gf",))
@@ -144,6 +148,8 @@ def falsify_command(chosen, ensemble: dict, params: dict, args) -> int:
                      "yes" if expected else "NO", f"{result.worst_slack:.3g}", f"{result.worst_relative:.3g}",
                      f"{result.time:.4g}", result.kind, f"{result.evaluations} ({result.applicable})",
                      f"{result.seconds:.1f}", where))
+        bar.update()
+    bar.close()
     header = ("claim", "dynamics", "must_hold", "counterexample", "as_expected", "worst slack", "relative", "at t",
               "start", "trajectories (within hypotheses)", "seconds", "reproducer")
     print(text_table(header, rows, rule=True))

@@ -41,7 +41,7 @@ n = 10
 rank = 2
 width = 2
 condition = 2.0            # σ = linspace(condition, 1, rank), so σ₁ = condition
-measurements = 120         # sensing only: p
+n_measurements = 120       # sensing only: p
 problem_seed = 0
 init = "gaussian"          # "gaussian" or "balanced"
 scale = 0.3
@@ -62,7 +62,7 @@ folder = "pgflow-output/discretization"
 
 DEFAULTS = tomllib.loads(DEFAULT_CONFIG)
 PREFIX = "discretization"
-SETUP_FIELDS = ("problem", "m", "n", "rank", "width", "condition", "measurements", "problem_seed", "init", "scale",
+SETUP_FIELDS = ("problem", "m", "n", "rank", "width", "condition", "n_measurements", "problem_seed", "init", "scale",
                 "init_seed")
 RENAMED_SECTIONS = {"problem": "setup", "init": "setup"}
 
@@ -100,13 +100,14 @@ def build(cfg: dict):
     return problem, setups.initial_state(problem, setup)
 
 
-def run_study(cfg: dict):
-    """The :class:`~pgflow.analysis.discretization_report.DiscretizationReport` of a config."""
+def run_study(cfg: dict, progress: bool | None = None):
+    """The :class:`~pgflow.analysis.discretization_report.DiscretizationReport` of a config (with
+    progress bars on a terminal, by default)."""
     problem, x0 = build(cfg)
     s = cfg["study"]
     return discretization_report(problem, x0, step_sizes=s["step_sizes"], t_end=s["t_end"], variants=s["variants"],
                                  against=s["against"], measure=s["measure"], reference_rtol=s["reference_rtol"],
-                                 method=s["method"])
+                                 method=s["method"], progress=progress)
 
 
 def write_outputs(cfg, report, folder) -> list[str]:
@@ -128,6 +129,7 @@ def register(subparsers) -> None:
                    "(see --print-config)")
     p.add_argument("--out", default=None, help=f"output folder (default: {DEFAULTS['output']['folder']})")
     p.add_argument("--print-config", action="store_true", help="print the default config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars, even on a terminal")
     p.set_defaults(handler=discretization_command)
 
 
@@ -136,7 +138,7 @@ def discretization_command(args) -> int:
         print(DEFAULT_CONFIG, end="")
         return 0
     cfg = load_config(args.config)
-    report = run_study(cfg)
+    report = run_study(cfg, progress=False if args.no_progress else None)
     paths = write_outputs(cfg, report, args.out or cfg["output"]["folder"])
     print(report.text(cfg["setup"]), end="")
     print("wrote: " + ", ".join(paths))

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from ..flows.files import atomic_path
 from .errors import CommandFailed, check_folder
 
 DEFAULTS = {"m": 40, "n": 30, "rank": 3, "width": 5, "condition": 10.0, "scale": 1e-3, "problem_seed": 0,
-            "init_seed": 1, "t_end": 12.0, "method": "DOP853", "rtol": 1e-10, "atol": 1e-14, "step_size": None}
+            "init_seed": 1, "t_end": 12.0, "method": "auto", "rtol": 1e-10, "atol": 1e-14, "step_size": None}
 """The run's fields (names of :data:`pgflow.analysis.setups.FIELDS`) and their defaults here."""
 
 MAX_STEPS = 1_000_000
@@ -61,6 +62,7 @@ def register(subparsers) -> None:
                    help=f"refuse a run of more GD steps than this (default: {MAX_STEPS})")
     p.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # renamed: refused with the new names
     p.add_argument("--out", default="pgflow-output", help="output folder (default: pgflow-output)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars, even on a terminal")
     p.set_defaults(handler=run_command)
 
 
@@ -100,8 +102,8 @@ def default_step_size(problem, x0, t_end: float) -> tuple[float, str]:
 
 
 def run(m, n, rank, width, condition, scale, problem_seed, init_seed, t_end, method, rtol, atol, step_size=None,
-        max_steps=MAX_STEPS):
-    """Integrate GF and run GD from one Gaussian start.
+        max_steps=MAX_STEPS, progress: bool = False):
+    """Integrate GF and run GD from one Gaussian start (``progress``: a tqdm bar for each, on stderr).
 
     Returns
     -------
@@ -146,10 +148,10 @@ def run(m, n, rank, width, condition, scale, problem_seed, init_seed, t_end, met
     provenance = {"problem_seed": problem_seed, "init_seed": init_seed, "init": f"gaussian(scale={scale:g})",
                   "step_rule": rule}
     flow = integrate(GradientFlow(problem), x0, grid[-1], method=method, rtol=rtol, atol=atol, t_eval=grid,
-                     provenance=provenance)
+                     provenance=provenance, progress=progress)
     try:
         gd = gradient_descent(problem, x0, step_size=eta, n_steps=n_steps, save_every=save_every,
-                              provenance=provenance)
+                              provenance=provenance, progress=progress)
     except DivergenceError as exc:
         exc.flow, exc.problem, exc.step_rule, exc.step_size = flow, problem, rule, eta
         raise
@@ -194,7 +196,8 @@ def run_command(args) -> int:
     params = {k: getattr(args, k) for k in DEFAULTS}
     diverged = None
     try:
-        problem, flow, gd, rule = run(**params, max_steps=args.max_steps)
+        problem, flow, gd, rule = run(**params, max_steps=args.max_steps,
+                                      progress=sys.stderr.isatty() and not args.no_progress)
     except DivergenceError as exc:
         if not hasattr(exc, "flow"):
             raise

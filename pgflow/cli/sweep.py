@@ -100,8 +100,11 @@ def _label(value) -> str:
 
 def _text_grid(xs, ys, Z, options) -> str:
     head = [f"{options['y']} \\ {options['x']}"] + [_label(v) for v in xs]
-    body = [[_label(y)] + [f"{z:.3g}" for z in row] for y, row in zip(ys, Z)]
-    return table(head, body, align=">" * len(head))
+    body = [[_label(y)] + ["-" if np.isnan(z) else f"{z:.3g}" for z in row] for y, row in zip(ys, Z)]
+    text = table(head, body, align=">" * len(head))
+    if np.isnan(Z).any():
+        text += f"\n- : no finite {options['value']} in the cell (every run of it failed or is missing)"
+    return text
 
 
 def register(subparsers) -> None:
@@ -124,7 +127,7 @@ def register(subparsers) -> None:
 
 
 GROUPS = {
-    "problem": ("problem", "m", "n", "rank", "width", "condition", "measurements", "observed", "noise"),
+    "problem": ("problem", "m", "n", "rank", "width", "condition", "n_measurements", "observed", "noise"),
     "initial state": ("init", "scale"),
     "dynamics": ("dynamics", "t_end", "method", "rtol", "atol", "step_size", "variant", "save_every"),
     "perturbation (dynamics pgf_residual, pgf_additive; gd when rho or xi0 > 0)":

@@ -238,6 +238,16 @@ def test_equality_and_ratio_conventions(ensemble):
     assert rep.holds and rep.worst_ratio == pytest.approx(0.5)
     rep = B.check("sqrt(-loss) <= 1", run)  # NaN counts as a violation
     assert not rep.holds and rep.first_violation.index == 0
+    assert "min slack non-finite" in rep.summary() and "non-finite" in B.table([rep])
+
+
+def test_a_report_explains_every_cell_that_is_not_a_number(ensemble):
+    """lo ≤ hi with hi = 0 everywhere has no ratio: "n/a", explained under the table and in the summary."""
+    rep = B.check(B.Claim("-loss <= 0 * loss"), ensemble[0])
+    assert rep.holds and np.isnan(rep.worst_ratio)
+    assert "worst ratio n/a" in rep.summary() and "no ratio is defined" in rep.summary()
+    text = B.table([rep, B.check("2 * loss >= loss", ensemble[0])])
+    assert "nan" not in text.lower() and text.count("no ratio is defined") == 1
 
 
 # ---------------------------------------------------------------------------------------------

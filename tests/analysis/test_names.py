@@ -50,3 +50,23 @@ def test_old_names_name_the_new_ones(runs):
         gradient_descent(runs[0], flow.x[0], 0.1, 2, record_every=1)
     with pytest.raises(TypeError, match="'tol': it is now called 'allowance'"):
         Claim("loss >= 0", tol="0")
+
+
+def test_one_name_across_the_api_and_the_run_fields():
+    """The number of sensing measurements is ``n_measurements`` and the observed fraction of a completion
+    problem ``observed``, in the library and in a run description alike; the old names say the new."""
+    from pgflow.analysis import setups
+    from pgflow.analysis.sweeps import Sweep
+    from pgflow.flows import MatrixCompletion
+    from pgflow.flows.operators import EntrySampling
+
+    sensing = setups.build_problem(setups.defaults(problem="sensing", n_measurements=30))
+    completion = setups.build_problem(setups.defaults(problem="completion", observed=0.25, m=8, n=8))
+    assert sensing.operator.n_measurements == 30 and completion.operator.n_measurements == 16
+    assert MatrixCompletion.random(8, 8, 2, 2, observed=0.25).operator.n_measurements == 16
+    with pytest.raises(ValueError, match="'measurements' is now called 'n_measurements'"):
+        Sweep(base={"problem": "sensing", "measurements": 30}, grid={"scale": [0.1]})
+    with pytest.raises(TypeError, match="'fraction': it is now called 'observed'"):
+        MatrixCompletion.random(8, 8, 2, 2, fraction=0.25)
+    with pytest.raises(TypeError, match="'fraction': it is now called 'observed'"):
+        EntrySampling.uniform((8, 8), fraction=0.25, seed=0)

@@ -199,7 +199,7 @@ def test_every_field_has_a_valid_default_and_every_reduction_names_its_columns()
 # --------------------------------------------------------------------------------------------------
 
 def test_local_processes_give_the_serial_table(tmp_path):
-    sweep = Sweep(base={**TINY, "problem": "sensing", "measurements": 40}, grid={"scale": [1e-3, 1e-1]},
+    sweep = Sweep(base={**TINY, "problem": "sensing", "n_measurements": 40}, grid={"scale": [1e-3, 1e-1]},
                   replicates=3, reductions=("recovery_error", "time_to_eps", "nfev"))
     serial = run_sweep(sweep, tmp_path / "serial", executor="serial")
     local = run_sweep(sweep, tmp_path / "local", workers=2)
@@ -289,7 +289,7 @@ def test_run_files_hold_only_the_fields_that_apply_and_reproduce_their_run(tmp_p
     gf, gd, perturbed_gd, pgf = (_record(tmp_path, row)["config"] for row in table.rows)
     gd_fields, solver = {"step_size", "variant", "save_every"}, {"method", "rtol", "atol"}
     perturbation = {"rho", "xi0", "perturbation_interval", "perturbation_norm", "perturbation_seed"}
-    other = {"measurements", "observed", "noise", "eps", "fraction", "order_step_sizes"}
+    other = {"n_measurements", "observed", "noise", "eps", "fraction", "order_step_sizes"}
     assert set(FIELDS) - set(gf) == gd_fields | perturbation | other
     assert set(FIELDS) - set(gd) == solver | perturbation | other
     assert set(FIELDS) - set(perturbed_gd) == solver | other

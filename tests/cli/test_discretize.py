@@ -35,7 +35,7 @@ def _run_command(argv):
 @pytest.mark.parametrize("kind", ["factorization", "sensing"])
 def test_command_writes_table_and_figure(tmp_path, capsys, kind):
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TINY.replace("[setup]", f'[setup]\nproblem = "{kind}"\nmeasurements = 24'))
+    cfg.write_text(TINY.replace("[setup]", f'[setup]\nproblem = "{kind}"\nn_measurements = 24'))
     out = tmp_path / "out"
     assert _run_command(["discretization", str(cfg), "--out", str(out)]) == 0
     assert sorted(f.name for f in out.iterdir()) == ["discretization.csv", "discretization.png", "discretization.txt"]
@@ -45,7 +45,11 @@ def test_command_writes_table_and_figure(tmp_path, capsys, kind):
     orders = {row[1]: float(row[6]) for row in rows}
     assert 0.8 < orders["flow"] < 1.2 and 1.6 < orders["modified"] < 2.4
     assert (out / "discretization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "order ± stderr" in (out / "discretization.txt").read_text()
+    text = (out / "discretization.txt").read_text()
+    assert "order ± stderr" in text and "{" not in text  # readable headers, no raw dicts
+    assert f"problem = {'MatrixFactorization' if kind == 'factorization' else 'MatrixSensing'}, m = 4" in text
+    # the smallest η has no local slope: its cell is "-", and the notes say what "-" means
+    assert "(- for the smallest η)" in text and "nan" not in text.lower()
     printed = capsys.readouterr().out
     assert "wrote:" in printed and "critical step" in printed
     if kind == "factorization":  # byte-reproducible outputs
@@ -125,3 +129,10 @@ def test_command_default_config_and_errors(tmp_path, capsys):
     bad.write_text("[setup]\nseed = 5\n")
     with pytest.raises(ValueError, match="'seed' is now called 'problem_seed, init_seed or perturbation_seed'"):
         load_config(bad)
+
+
+def test_old_field_names_are_refused_naming_the_new(tmp_path):
+    cfg = tmp_path / "old.toml"
+    cfg.write_text(TINY.replace("[setup]", '[setup]\nproblem = "sensing"\nmeasurements = 24'))
+    with pytest.raises(ValueError, match="'measurements' is now called 'n_measurements'"):
+        _run_command(["discretization", str(cfg), "--out", str(tmp_path / "out")])

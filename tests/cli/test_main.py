@@ -115,3 +115,10 @@ def test_a_bad_value_from_the_installed_command_is_one_line(tmp_path):
                          cwd=tmp_path)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr == "pgflow run: error: --t-end must be positive and finite, got -1.0\n"
+
+
+@pytest.mark.parametrize("command", ["run", "discretization", "check", "sweep"])
+def test_every_long_command_shows_progress_on_a_terminal_unless_told_not_to(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0 and "--no-progress" in capsys.readouterr().out

@@ -22,7 +22,16 @@ def test_pgflow_run_writes_results_and_a_figure(tmp_path, capsys):
     assert summary["parameters"]["m"] == 12 and summary["gradient_flow"]["nfev"] > 0
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
-    assert "gradient flow (DOP853" in printed and "wrote:" in printed
+    assert "gradient flow (DOP853" in printed and "wrote:" in printed  # "auto" picks DOP853 here, and says so
+
+
+def test_the_command_and_the_library_default_to_the_same_method():
+    import inspect
+
+    from pgflow.cli.run import DEFAULTS
+    from pgflow.flows import integrate
+
+    assert DEFAULTS["method"] == inspect.signature(integrate).parameters["method"].default == "auto"
 
 
 def test_pgflow_run_is_reproducible(tmp_path):

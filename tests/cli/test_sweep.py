@@ -110,9 +110,9 @@ def main_sweep(config, out, *extra):
 def test_the_command_writes_the_table_and_a_phase_diagram(tmp_path, capsys):
     config = tmp_path / "phase.toml"
     config.write_text('[sweep]\nreplicates = 2\n[base]\nproblem = "sensing"\nm = 6\nn = 6\nrank = 1\nwidth = 6\n'
-                      't_end = 40.0\n[grid]\nmeasurements = [12, 30]\nscale = [1e-3, 0.3]\n'
+                      't_end = 40.0\n[grid]\nn_measurements = [12, 30]\nscale = [1e-3, 0.3]\n'
                       f'[output]\nfolder = "{tmp_path / "out"}"\n'
-                      '[plot]\nx = "measurements"\ny = "scale"\n')
+                      '[plot]\nx = "n_measurements"\ny = "scale"\n')
     assert cli.main(["sweep", str(config), "--executor", "serial"]) == 0
     printed = capsys.readouterr()
     assert "8 runs (8 computed, 0 already stored), 8 ok, 0 failed" in printed.out
@@ -120,7 +120,7 @@ def test_the_command_writes_the_table_and_a_phase_diagram(tmp_path, capsys):
     assert printed.err == ""  # no progress when not on a terminal
     assert (tmp_path / "out" / "phase_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "out" / "table.csv").read_text().splitlines()
-    assert len(table) == 9 and table[0].startswith("run,measurements,scale,replicate,problem_seed")
+    assert len(table) == 9 and table[0].startswith("run,n_measurements,scale,replicate,problem_seed")
 
 
 def test_the_command_reports_bad_configurations_without_a_traceback(tmp_path, capsys):
@@ -150,14 +150,14 @@ def test_the_figure6_example_is_shipped_and_valid():
     assert os.path.exists(path)
     config = read_config(path)
     sweep = Sweep.from_config(config)
-    assert len(sweep) == 90 and sweep.axis_fields == ("measurements", "scale")
+    assert len(sweep) == 90 and sweep.axis_fields == ("n_measurements", "scale")
     assert plot_options(config, sweep, "figure6")["value"] == "recovery_error"
     assert {r.config["problem"] for r in sweep.runs()} == {"sensing"}
 
 
 def test_the_figure6_example_draws_its_phase_diagram(tmp_path, capsys):
     table = run_sweep(load_sweep(config_path("figure6")), tmp_path, workers=2)
-    xs, ys, Z = phase_diagram(table, "measurements", "scale", "recovery_error")
+    xs, ys, Z = phase_diagram(table, "n_measurements", "scale", "recovery_error")
     assert xs.tolist() == [12, 16, 24, 32, 48, 64] and ys.tolist() == [1e-4, 1e-3, 1e-2, 1e-1, 0.3]
     # recovery from few measurements needs a small start: error falls with p and rises with α
     assert Z[0, -1] < 1e-2 < 0.5 < Z[-1, 0] and Z[0, -1] < Z[-1, -1] and Z[0, -1] < Z[0, 0]
@@ -256,3 +256,14 @@ def test_the_command_reports_a_run_killed_twice_and_exits_1(tmp_path, capsys, mo
     monkeypatch.undo()
     assert main_sweep(config, out) == 0
     assert "3 runs (1 computed, 2 already stored), 3 ok, 0 failed" in capsys.readouterr().out
+
+
+def test_the_printed_phase_diagram_explains_its_empty_cells():
+    import numpy as np
+
+    from pgflow.cli.sweep import _text_grid
+
+    text = _text_grid([1, 2], [0.1], np.array([[0.5, np.nan]]), {"x": "n_measurements", "y": "scale",
+                                                                   "value": "recovery_error"})
+    assert "nan" not in text and "- : no finite recovery_error in the cell" in text
+    assert "no finite" not in _text_grid([1], [0.1], np.array([[0.5]]), {"x": "a", "y": "b", "value": "c"})

@@ -155,5 +155,28 @@ def test_a_declared_inheritance_keeps_the_parents_method():
             return MatrixFactorization.grad(self, x, out=out)
 
     assert Rescaled.hvp is MatrixFactorization.hvp and Rescaled.hessian is Problem.hessian
+
+    class Again(Rescaled):  # a new gradient below the declaration: judged again, declaration not inherited
+        def grad(self, x, out=None):
+            return Rescaled.grad(self, x, out=out)
+
+    assert Again.hvp is Problem.hvp and Again.negative_grad is Problem.negative_grad
     with pytest.raises(TypeError, match="inherits_derivatives names \\['jac'\\]"):
         type("Bad", (MatrixFactorization,), {"inherits_derivatives": ("jac",), "grad": MatrixFactorization.grad})
+
+
+@pytest.mark.parametrize("kind", ["asym", "sym", "sensing", "reduced"])
+def test_pgflows_factored_problems_negate_inside_their_kernel(kind):
+    # their _grad_rows(negate=True) puts the sign on the small middle factors: FactoredProblem's
+    # negative_grad is theirs by declaration, and equals −grad bit for bit
+    from pgflow.flows import MatrixSensing, SymmetricFactorization
+    from pgflow.flows.problems import FactoredProblem
+    from pgflow.flows.reduction import reduced_problem
+    p = {"asym": lambda: MatrixFactorization.random(m=7, n=5, rank=2, width=3, seed=0),
+         "sym": lambda: SymmetricFactorization.random(m=6, rank=2, width=3, seed=0),
+         "sensing": lambda: MatrixSensing.random(6, 5, 2, 3, 40, seed=0),
+         "reduced": lambda: reduced_problem(MatrixFactorization.random(m=30, n=20, rank=2, width=3, seed=0))}[kind]()
+    assert type(p).negative_grad is FactoredProblem.negative_grad
+    x = np.random.default_rng(1).standard_normal((2, p.dim))
+    np.testing.assert_array_equal(p.negative_grad(x), -p.grad(x))
+    np.testing.assert_array_equal(p.negative_grad(x[0]), -p.grad(x[0]))

@@ -16,7 +16,7 @@ def problem():
 
 def test_one_step_is_exactly_x_minus_eta_grad(problem):
     x0 = init.gaussian(problem, 0.5, seed=1)
-    gd = gradient_descent(problem, x0, step_size=0.05, n_steps=1, monitors={})
+    gd = gradient_descent(problem, x0, step_size=0.05, n_steps=1, default_monitors=False)
     np.testing.assert_array_equal(gd.x[1], x0 - 0.05 * problem.grad(x0))
     np.testing.assert_array_equal(gd.x[0], x0)
     assert gd.t.tolist() == [0.0, 0.05]
@@ -28,7 +28,7 @@ def test_imbalance_changes_by_exactly_eta_squared_gram_difference(m, n, k, eta, 
     """U₊ᵀU₊ − V₊ᵀV₊ − (UᵀU − VᵀV) = η²(G_UᵀG_U − G_VᵀG_V): the first-order terms cancel."""
     p = MatrixFactorization.random(m=m, n=n, rank=1, width=k, condition=1.0, seed=seed)
     x0 = init.gaussian(p, 1.0, seed=seed + 1)
-    gd = gradient_descent(p, x0, step_size=eta, n_steps=1, monitors={})
+    gd = gradient_descent(p, x0, step_size=eta, n_steps=1, default_monitors=False)
     (U, V), (U1, V1) = p.unpack(gd.x[0]), p.unpack(gd.x[1])
     GU, GV = p.unpack(p.grad(x0))
     predicted = eta ** 2 * (GU.T @ GU - GV.T @ GV)
@@ -40,7 +40,7 @@ def test_imbalance_changes_by_exactly_eta_squared_gram_difference(m, n, k, eta, 
 def test_alternating_step_uses_the_new_U(problem):
     x0 = init.gaussian(problem, 0.5, seed=2)
     eta = 0.03
-    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1, variant="alternating", monitors={})
+    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1, variant="alternating", default_monitors=False)
     U, V = problem.unpack(x0)
     U1 = U - eta * problem.unpack(problem.grad(x0))[0]
     V1 = V - eta * problem.unpack(problem.grad(problem.pack(U1, V)))[1]
@@ -67,7 +67,7 @@ def test_alternating_gd_is_the_two_line_reference_and_the_full_gradient_blocks(m
     x0 = x0 if batch else x0[0]
     eta, n_steps = 0.05, 25
     # bit for bit against the full gradient's blocks: the full state (a reduced run is equal to rounding)
-    gd = gradient_descent(p, x0, eta, n_steps, variant="alternating", save_every=n_steps, monitors={}, reduce=False)
+    gd = gradient_descent(p, x0, eta, n_steps, variant="alternating", save_every=n_steps, default_monitors=False, reduce=False)
     final = np.stack([run.final for run in gd]) if batch else gd.final
     assert (gd[0] if batch else gd).stats.nfev == n_steps  # two half gradients a step
 
@@ -85,7 +85,7 @@ def test_alternating_gd_without_block_gradients_steps_along_the_full_one():
     s = MatrixSensing.random(6, 5, 2, 2, 40, seed=0)
     x0 = init.gaussian(s, 0.5, seed=1)
     eta = 0.05
-    gd = gradient_descent(s, x0, eta, 3, variant="alternating", monitors={})
+    gd = gradient_descent(s, x0, eta, 3, variant="alternating", default_monitors=False)
     np.testing.assert_array_equal(gd.final, blocks_along_the_full_gradient(s, x0, eta, 3))
     assert gd.stats.nfev == 6  # a full gradient for each block
 
@@ -93,7 +93,7 @@ def test_alternating_gd_without_block_gradients_steps_along_the_full_one():
 def test_scaled_step_is_preconditioned_by_the_other_gram(problem):
     x0 = init.gaussian(problem, 0.5, seed=3)
     eta = 0.1
-    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1, variant="scaled", monitors={})
+    gd = gradient_descent(problem, x0, step_size=eta, n_steps=1, variant="scaled", default_monitors=False)
     U, V = problem.unpack(x0)
     GU, GV = problem.unpack(problem.grad(x0))
     expected = problem.pack(U - eta * GU @ np.linalg.inv(V.T @ V), V - eta * GV @ np.linalg.inv(U.T @ U))
@@ -108,7 +108,7 @@ def test_recording_and_convergence(problem):
     assert gd.U.shape == (12, 7, 3) and gd.monitors["singular_values"].shape == (12, 3)
     assert np.all(np.diff(gd.monitors["loss"]) < 0) and gd.monitors["loss"][-1] < 1e-4
     assert gd.stats.nfev == 1003 and gd.meta["step_size"] == eta
-    full = gradient_descent(problem, x0, step_size=eta, n_steps=1003, monitors={}, save_every=1)
+    full = gradient_descent(problem, x0, step_size=eta, n_steps=1003, default_monitors=False, save_every=1)
     np.testing.assert_array_equal(full.x[[*range(0, 1001, 100), 1003]], gd.x)
 
 
@@ -163,3 +163,22 @@ def test_a_diverging_member_is_named(problem):
     with pytest.raises(DivergenceError, match=r"in batch members \[1\]") as info:
         gradient_descent(problem, X0, step_size=0.5, n_steps=10_000)
     assert len(info.value.partial) == 2
+
+
+def test_t_end_gives_the_same_run_as_n_steps(problem):
+    x0 = init.gaussian(problem, 0.5, seed=1)
+    by_steps = gradient_descent(problem, x0, 0.05, 40, save_every=10)
+    by_time = gradient_descent(problem, x0, 0.05, t_end=2.0, save_every=10)
+    np.testing.assert_array_equal(by_time.x, by_steps.x)
+    assert by_time.t[-1] == pytest.approx(2.0) and by_time.meta["n_steps"] == 40
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(), TypeError, "exactly one of them"),
+    (dict(n_steps=40, t_end=2.0), TypeError, "exactly one of them"),
+    (dict(t_end=2.01), ValueError, "step_size must divide t_end = 2.01 into whole steps"),
+    (dict(t_end=-1.0), ValueError, "t_end"),
+])
+def test_the_length_of_a_run_is_given_once_and_exactly(problem, kw, error, match):
+    with pytest.raises(error, match=match):
+        gradient_descent(problem, init.gaussian(problem, 0.5, seed=1), 0.05, **kw)

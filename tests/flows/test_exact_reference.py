@@ -17,7 +17,7 @@ def test_symmetric_flow_matches_the_riccati_solution(method):
     p = SymmetricFactorization.random(m=7, rank=3, width=2, condition=4.0, seed=0)
     x0 = init.gaussian(p, 0.1, seed=1)
     times = np.linspace(0, 40 / p.target.sigma[0], 41)
-    run = integrate(GradientFlow(p), x0, times[-1], method=method, rtol=RTOL, atol=ATOL, t_eval=times, monitors={})
+    run = integrate(GradientFlow(p), x0, times[-1], method=method, rtol=RTOL, atol=ATOL, t_eval=times, default_monitors=False)
     X = run.U
     P = exact.symmetric_flow(p, x0, times)
     assert np.max(relative_errors(X @ np.swapaxes(X, 1, 2), P)) <= 1e-8
@@ -29,7 +29,7 @@ def test_lambda_balanced_flow_matches_the_closed_form(lam):
     x0 = init.lambda_balanced(p, 0.05, lam, seed=3)
     U0, V0 = p.unpack(x0)
     times = np.linspace(0, 40 / p.target.sigma[0], 41)
-    run = integrate(GradientFlow(p), x0, times[-1], rtol=RTOL, atol=ATOL, t_eval=times, monitors={})
+    run = integrate(GradientFlow(p), x0, times[-1], rtol=RTOL, atol=ATOL, t_eval=times, default_monitors=False)
     ref = exact.lambda_balanced_flow(p, U0, V0, times)
     U, V = run.U, run.V
     for got, want in ((U @ np.swapaxes(V, 1, 2), ref.UVt), (U @ np.swapaxes(U, 1, 2), ref.UUt),
@@ -44,7 +44,7 @@ def test_spectral_modes_match_the_scalar_closed_forms():
     a0, b0 = np.array([1e-3, 2e-3, 0.5]), np.array([1e-3, 2e-3, -0.1])
     times = np.linspace(0, 40 / 4.0, 41)
     run = integrate(GradientFlow(p), init.spectral(p, a0, b0), times[-1], rtol=RTOL, atol=ATOL, t_eval=times,
-                    monitors={})
+                    default_monitors=False)
     a = np.einsum("tik,ik->tk", run.U, p.target.Phi)
     b = np.einsum("tjk,jk->tk", run.V, p.target.Psi)
     for i, sigma in enumerate(p.target.sigma):

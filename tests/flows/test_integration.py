@@ -22,8 +22,8 @@ def small():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_reaches_the_same_endpoint(small, method):
     p, x0 = small
-    ref = integrate(GradientFlow(p), x0, 6.0, method="DOP853", rtol=1e-13, atol=1e-15, monitors={})
-    run = integrate(GradientFlow(p), x0, 6.0, method=method, rtol=1e-9, atol=1e-12, monitors={})
+    ref = integrate(GradientFlow(p), x0, 6.0, method="DOP853", rtol=1e-13, atol=1e-15, default_monitors=False)
+    run = integrate(GradientFlow(p), x0, 6.0, method=method, rtol=1e-9, atol=1e-12, default_monitors=False)
     assert run.t[-1] == 6.0 and run.stats.method == method
     err = np.linalg.norm(uvt(p, run.final) - uvt(p, ref.final)) / p.target.frobenius_norm
     assert err < 1e-6
@@ -39,7 +39,7 @@ def test_grid_states_are_as_accurate_as_the_steps():
     x0 = init.gaussian(p, 1e-4, seed=1)
     grid = np.linspace(0.0, 8.0, 101)
     flow = GradientFlow(p)
-    ref = uvt(p, integrate(flow, x0, 8.0, rtol=1e-13, atol=1e-16, t_eval=grid, monitors={}).x)
+    ref = uvt(p, integrate(flow, x0, 8.0, rtol=1e-13, atol=1e-16, t_eval=grid, default_monitors=False).x)
     # the reference is 1e-13 accurate: 100x below every error measured here
     scale = p.target.frobenius_norm
 
@@ -48,10 +48,10 @@ def test_grid_states_are_as_accurate_as_the_steps():
 
     rtol = 1e-6
     for method in ("RK45", "DOP853", "LSODA"):
-        run = integrate(flow, x0, 8.0, method=method, rtol=rtol, atol=1e-10, t_eval=grid, monitors={})
+        run = integrate(flow, x0, 8.0, method=method, rtol=rtol, atol=1e-10, t_eval=grid, default_monitors=False)
         np.testing.assert_array_equal(run.t, grid)
         assert err(run.x) < 10 * rtol, method
-    ours = err(integrate(flow, x0, 8.0, method="DOP853", rtol=rtol, atol=1e-10, t_eval=grid, monitors={}).x)
+    ours = err(integrate(flow, x0, 8.0, method="DOP853", rtol=rtol, atol=1e-10, t_eval=grid, default_monitors=False).x)
     theirs = err(solve_ivp(flow, (0, 8), x0, method="DOP853", rtol=rtol, atol=1e-10, t_eval=grid).y.T)
     assert 100 * ours < theirs
 
@@ -59,7 +59,7 @@ def test_grid_states_are_as_accurate_as_the_steps():
 def test_imbalance_is_conserved_along_gradient_flow():
     p = MatrixFactorization.random(m=10, n=8, rank=3, width=4, condition=5.0, seed=3)
     x0 = init.lambda_balanced(p, scale=0.5, lam=0.7, seed=4)
-    run = integrate(GradientFlow(p), x0, 20.0, rtol=1e-11, atol=1e-13, monitors={})
+    run = integrate(GradientFlow(p), x0, 20.0, rtol=1e-11, atol=1e-13, default_monitors=False)
     D = np.einsum("tia,tib->tab", run.U, run.U) - np.einsum("tia,tib->tab", run.V, run.V)
     drift = np.max(np.linalg.norm(D - D[0], axis=(1, 2))) / np.linalg.norm(D[0])
     assert drift <= 1e-8
@@ -83,7 +83,7 @@ def test_implicit_methods_use_the_analytic_jacobian(method):
     x0 = p.pack(3 + 0.1 * rng.standard_normal((10, 4)), 1e-6 * rng.standard_normal((10, 4)))
     JacobianSpy.calls = 0
     # the full state: the finite-difference Jacobian's cost below counts p.dim right-hand sides
-    kw = dict(method=method, rtol=1e-8, atol=1e-12, monitors={}, dense_output=False, reduce=False)
+    kw = dict(method=method, rtol=1e-8, atol=1e-12, default_monitors=False, dense_output=False, reduce=False)
     analytic = integrate(JacobianSpy(p), x0, 10.0, **kw)
     fd = integrate(GradientFlow(p), x0, 10.0, jacobian=False, **kw)
     assert analytic.meta["jacobian"] == "analytic" and fd.meta["jacobian"] == "finite differences"
@@ -132,6 +132,7 @@ class GradientAscent(GradientFlow):
 
 def test_failed_solve_raises_with_the_time_reached(small):
     p, x0 = small
+    assert GradientAscent(p).stage_kernel((p.dim,)) is None  # its own __call__, not −∇f's bound kernel
     with pytest.raises(IntegrationError, match=r"DOP853 failed at t = .* of t1 = 100") as info:
         integrate(GradientAscent(p), 3 * x0, 100.0)
     err = info.value

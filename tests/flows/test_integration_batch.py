@@ -22,7 +22,7 @@ def test_auto_picks_an_implicit_method_on_the_stiff_case(problem):
     fast, slow = stiffness(problem, x0)
     U, V = problem.unpack(x0)
     assert fast >= np.linalg.norm(U.T @ U - V.T @ V, 2) > 200 and slow == pytest.approx(1.0)
-    run = integrate(GradientFlow(problem), x0, 30.0, monitors={})
+    run = integrate(GradientFlow(problem), x0, 30.0, default_monitors=False)
     assert run.stats.method == "LSODA" and run.meta["method_requested"] == "auto"
     assert run.stats.method_reason.startswith("stiff") and run.meta["jacobian"] == "analytic"
     assert run.stats.njev > 0 and problem.loss(run.final) < 1e-10
@@ -59,10 +59,10 @@ def test_a_batch_matches_separate_solves(problem):
 
 def test_a_stiff_batch_runs_bdf_with_a_block_jacobian(problem):
     X0 = np.stack([unbalanced(problem, 3.0, 1e-6, seed=s) for s in range(3)])
-    batch = integrate(GradientFlow(problem), X0, 30.0, rtol=1e-8, atol=1e-12, monitors={})
+    batch = integrate(GradientFlow(problem), X0, 30.0, rtol=1e-8, atol=1e-12, default_monitors=False)
     assert batch[0].stats.method == "BDF" and batch[0].stats.njev > 0
     for b in range(3):
-        alone = integrate(GradientFlow(problem), X0[b], 30.0, method="LSODA", rtol=1e-10, atol=1e-14, monitors={})
+        alone = integrate(GradientFlow(problem), X0[b], 30.0, method="LSODA", rtol=1e-10, atol=1e-14, default_monitors=False)
         assert np.linalg.norm(batch[b].final - alone.final) < 1e-5 * np.linalg.norm(alone.final)
 
 

@@ -139,6 +139,40 @@ def test_a_perturbation_inside_the_spans_is_reduced(problem, x0):
     assert gd.meta["reduced"] and relative(gd.x, full.x) < 1e-13
 
 
+def later_leak(problem, x0, t_leak):
+    """A perturbation inside the spans before ``t_leak`` and with a generic part from there on."""
+    inside = in_spans(problem, x0)
+    outside = 0.01 * np.random.default_rng(5).standard_normal(problem.target.shape)
+    return FunctionPerturbation(lambda t, x: inside + (t >= t_leak) * outside, name="later")
+
+
+def test_a_perturbation_that_leaves_the_spans_later_is_solved_in_full(problem, x0):
+    # inside the spans at the start, so planned reduced; the reduced run meets the leak at t ≥ 1 and the whole
+    # run is solved in full instead: the same states as reduce=False, the time of the leak in the reason
+    flow = PerturbedGradientFlow(problem, later_leak(problem, x0, 1.0))
+    assert plan(flow, x0).reduced
+    a = integrate(flow, x0, 3.0, method="DOP853", rtol=1e-10, atol=1e-14, t_eval=GRID[:7])
+    b = integrate(flow, x0, 3.0, method="DOP853", rtol=1e-10, atol=1e-14, t_eval=GRID[:7], reduce=False)
+    assert not a.meta["reduced"] and a.meta["reduced_dim"] is None
+    reason = a.meta["reduction_reason"]
+    assert reason.startswith("the perturbation FunctionPerturbation left the spans at t = ") and reason.endswith("solved in full")
+    assert 1.0 <= float(reason.split("t = ")[1].split(":")[0]) <= 1.5
+    np.testing.assert_array_equal(a.x, b.x)
+    with pytest.raises(ValueError, match=r"reduce=True, but this run cannot be reduced: the perturbation FunctionPerturbation left"):
+        integrate(flow, x0, 3.0, reduce=True)
+    # GD (Euler on the flow: the leak shows at the first step with t ≥ 1) and the piecewise integrator
+    gd = gradient_descent(problem, x0, 0.1, 20, perturbation=later_leak(problem, x0, 1.0), save_every=1)
+    full = gradient_descent(problem, x0, 0.1, 20, perturbation=later_leak(problem, x0, 1.0), save_every=1,
+                            reduce=False)
+    assert not gd.meta["reduced"] and "left the spans at t = 1:" in gd.meta["reduction_reason"]
+    np.testing.assert_array_equal(gd.x, full.x)
+    pieces = integrate_piecewise(flow, x0, 3.0, t_eval=GRID[:7])
+    assert not pieces.meta["reduced"] and "left the spans" in pieces.meta["reduction_reason"]
+    # a leak below LEAK_RTOL is rounding, and the run stays reduced
+    tiny = FunctionPerturbation(lambda t, x: in_spans(problem, x0) * (1 + 1e-3 * t), name="inside")
+    assert integrate(PerturbedGradientFlow(problem, tiny), x0, 3.0).meta["reduced"]
+
+
 def test_gd_as_a_piecewise_flow_is_reduced(problem, x0):
     eta = 0.05
     flow = PerturbedGradientFlow(problem, DiscretizationError(problem, eta), "additive")

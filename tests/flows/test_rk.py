@@ -7,6 +7,7 @@ import pytest
 from scipy.integrate import DOP853, RK23, RK45, solve_ivp
 
 from pgflow.flows import GradientFlow, IntegrationError, MatrixFactorization, ModifiedFlow, init, integrate
+from pgflow.flows import rk
 from pgflow.flows.rk import IN_PLACE, combine
 
 METHODS = (RK23, RK45, DOP853)
@@ -84,7 +85,7 @@ def test_no_member_exceeds_the_tolerance(problem):
     """The shared step is accepted only when every member's own error estimate is ≤ 1."""
     X0 = np.stack([init.gaussian(problem, 10.0 ** -s, seed=s) for s in range(1, 7)])
     for method in ("RK45", "DOP853"):
-        batch = integrate(GradientFlow(problem), X0, 15.0, method=method, rtol=1e-8, atol=1e-12, monitors={})
+        batch = integrate(GradientFlow(problem), X0, 15.0, method=method, rtol=1e-8, atol=1e-12, default_monitors=False)
         errors = np.array([run.stats.member_error for run in batch])
         assert np.all(errors > 0.05) and np.all(errors <= 1)
 
@@ -92,7 +93,7 @@ def test_no_member_exceeds_the_tolerance(problem):
 def test_a_flow_without_out_runs_through_a_copy(problem):
     flow = ModifiedFlow(problem, 0.05)
     x0 = init.gaussian(problem, 0.1, seed=4)
-    run = integrate(flow, x0, 5.0, method="RK45", rtol=1e-10, atol=1e-12, monitors={}, reduce=False)
+    run = integrate(flow, x0, 5.0, method="RK45", rtol=1e-10, atol=1e-12, default_monitors=False, reduce=False)
     ref = solve_ivp(flow, (0.0, 5.0), x0, method="RK45", rtol=1e-10, atol=1e-12)
     assert run.stats.nfev == ref.nfev == run.stats.rhs_calls
     np.testing.assert_allclose(run.final, ref.y[:, -1], rtol=1e-9, atol=1e-12)
@@ -165,7 +166,7 @@ def test_a_nan_right_hand_side_fails_the_solve_where_it_starts(problem, method, 
     x0 = init.gaussian(problem, 0.3, seed=1)
     x0 = np.stack([x0, 2 * x0, 3 * x0]) if batch else x0
     with pytest.raises(IntegrationError, match=f"{method} failed at t = 1") as info:
-        integrate(NaNAfter(problem, member=1), x0, 3.0, method=method, monitors={})
+        integrate(NaNAfter(problem, member=1), x0, 3.0, method=method, default_monitors=False)
     assert info.value.t_reached == pytest.approx(1.0, abs=1e-6)
 
 
@@ -195,7 +196,7 @@ class Overflowing(NaNAfter):
 @pytest.mark.filterwarnings("ignore:invalid value encountered in scalar divide:RuntimeWarning")  # scipy's first step
 def test_a_state_that_overflows_fails_the_solve(problem, method):
     with pytest.raises(IntegrationError, match="the state became non-finite") as info, np.errstate(over="ignore"):
-        integrate(Overflowing(problem), init.gaussian(problem, 0.3, seed=1), 1e12, method=method, monitors={})
+        integrate(Overflowing(problem), init.gaussian(problem, 0.3, seed=1), 1e12, method=method, default_monitors=False)
     assert 1e7 < info.value.t_reached < 1e9  # 1 + 10³⁰⁰·t overflows at t ≈ 1.8·10⁸
     assert np.isfinite(info.value.partial.x).all()
 
@@ -210,12 +211,12 @@ def test_every_window_reads_only_stages_already_computed(problem, method):
     solver.step()
     solver.dense_output()
     order = sorted(solver._where, key=solver._where.get)  # the label of each buffer row
-    windows = [*enumerate(solver._stage_sums, start=1), (solver.n_stages, solver._new_sum)]
+    windows = [*enumerate(solver._layout.stage_sums, start=1), (solver.n_stages, solver._new_sum)]
     if method is DOP853:  # its error estimate comes with y_new, in the same window
-        assert not hasattr(solver, "_err_sum")
+        assert solver._err_sum is None
         assert sum(w[0].stop - w[0].start for _, w in windows) == 74  # 103 for y + K in stage order
+        windows += list(enumerate(rk._dense_windows(type(solver), len(solver._k))[0], start=solver.n_stages + 1))
     else:
         windows.append((solver.n_stages + 1, solver._err_sum))
-    windows += list(enumerate(getattr(solver, "_dense_sums", [[]])[0], start=solver.n_stages + 1))
     for i, (rows, _, _) in windows:
         assert all(j == "y" or j < i for j in order[rows])

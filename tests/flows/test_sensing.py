@@ -330,8 +330,8 @@ def test_implicit_solver_gets_the_analytic_sensing_jacobian():
     (lambda t: MatrixCompletion(t, np.ones((5, 6), dtype=bool), 2), "boolean mask of shape"),
     (lambda t: MatrixCompletion(t, np.ones((6, 5)), 2), "mask must be a 2-D boolean array"),
     (lambda t: MatrixCompletion(t, 0.5, 2), "needs a seed"),
-    (lambda t: MatrixCompletion(t, 1.5, 2, seed=0), r"fraction must lie in \(0, 1\]"),
-    (lambda t: MatrixCompletion(t, 0.0, 2, seed=0), "fraction must be positive"),
+    (lambda t: MatrixCompletion(t, 1.5, 2, seed=0), r"observed must lie in \(0, 1\]"),
+    (lambda t: MatrixCompletion(t, 0.0, 2, seed=0), "observed must be positive"),
 ])
 def test_bad_problem_input(call, message):
     target = LowRankTarget.random(6, 5, 2, seed=0)
