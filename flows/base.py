@@ -100,24 +100,26 @@ class Problem(abc.ABC):
         super().__init_subclass__(**kwargs)
         if "loss" in vars(cls) and not getattr(cls.loss, "__isabstractmethod__", False):
             cls.loss = _reporting_nonfinite(vars(cls)["loss"])
-        if not any(name in vars(cls) for name in GRADIENTS):
-            return
-        # A new grad: every derived method inherited from above this class was written for another
-        # gradient, so it is replaced by the derivation from this one (unless declared still right).
-        # the class's own declaration: a subclass that inherited it would keep methods it never vouched for
-        keep = set(vars(cls).get("inherits_derivatives", ()))
-        unknown = keep - set(DERIVED)
+        unknown = set(vars(cls).get("inherits_derivatives", ())) - set(DERIVED)
         if unknown:
             raise TypeError(f"{cls.__name__}.inherits_derivatives names {sorted(unknown)}; the derived methods "
                             f"are {DERIVED}")
+        # The gradient this class uses comes from the first class of its MRO that defines one (itself, a
+        # parent or a mixin). A derived method found further up the MRO was written for another gradient and
+        # is replaced by the derivation from this one, unless the gradient's class declares it still right:
+        # a declaration covers the class that makes it, not subclasses or mixins with gradients of their own.
+        mro = cls.__mro__
+        source = next(k for k in mro if any(name in vars(k) for name in GRADIENTS))
+        if source is Problem:  # no gradient yet (abstract)
+            return
+        keep = set(vars(source).get("inherits_derivatives", ()))
         for name in DERIVED:
-            if name in vars(cls) or name in keep:
+            owner = next(k for k in mro if name in vars(k))
+            if owner is Problem or name in keep or mro.index(owner) <= mro.index(source):
                 continue
-            owner = next(k for k in cls.__mro__ if name in vars(k))
-            if owner is not Problem:
-                setattr(cls, name, vars(Problem)[name])
-                if name == "partial_grad":  # the cost goes with the method
-                    cls.PARTIAL_GRAD_COST = Problem.PARTIAL_GRAD_COST
+            setattr(cls, name, vars(Problem)[name])
+            if name == "partial_grad":  # the cost goes with the method
+                cls.PARTIAL_GRAD_COST = Problem.PARTIAL_GRAD_COST
 
     @property
     @abc.abstractmethod
@@ -317,6 +319,13 @@ def check_problem(problem, x=None, *, seed: int = 0, hvp: bool | None = None,
     g0 = grad(x)
     _expect_second_order(loss, x, v, float(g0 @ v), f"{name}.grad is not the gradient of {name}.loss",
                          "|f(x + hv) − f(x) − h⟨grad(x), v⟩|", " (a sign error, a missing factor or a transposed block?)")
+    # the flows' velocity: a negative_grad from another gradient than this grad would integrate the wrong loss
+    # (a duck-typed problem has none: the flows negate its grad)
+    if hasattr(problem, "negative_grad"):
+        gap = float(np.linalg.norm(_vector(problem.negative_grad(x), x.shape, f"{name}.negative_grad") + g0))
+        if not gap <= 1e-10 * max(float(np.linalg.norm(g0)), 1e-300):
+            raise ProblemError(f"{name}.negative_grad is not −{name}.grad: ‖negative_grad(x) + grad(x)‖ = "
+                               f"{gap:.3g}, ‖grad(x)‖ = {float(np.linalg.norm(g0)):.3g}")
     if hvp is None:
         hvp = _has_own(problem, "hvp")
     if third_derivative is None:

@@ -113,6 +113,9 @@ def gradient_descent(problem, x0, step_size: float, n_steps: int | None = None, 
         Run GD in the coordinates of U = Q_U C, V = Q_V D (see :mod:`pgflow.flows.reduction`): every
         variant's iterates stay in span(U₀, Φ) × span(V₀, Ψ), so the reduced iterates are the full
         ones to rounding. "auto" (or None) wherever exact, True or raise saying why not, False never.
+        A perturbation of unknown type that leaves the spans during a reduced run makes the run start
+        over in full from the beginning: ``callback`` then sees the early times twice, and
+        ``max_time`` applies to each of the two runs.
 
     Returns
     -------

@@ -155,6 +155,9 @@ def integrate(fun, y0, t_span, *, method: str = "auto", rtol: float = 1e-8, atol
         With the reduced state the solver's error norm is over the reduced entries, and
         ``guarantee`` checks atol·√(reduced dim), a stricter promise. ``meta`` records ``reduced``,
         ``full_dim``, ``reduced_dim`` and ``reduction_reason``.
+        A perturbation of unknown type that leaves the spans during a reduced run makes the run start
+        over in full from the beginning: ``callback`` then sees the early times twice, and
+        ``max_time`` applies to each of the two runs.
 
     Returns
     -------

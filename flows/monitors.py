@@ -126,7 +126,8 @@ def _spectral_factor(U: np.ndarray, V: np.ndarray) -> np.ndarray:
     m, k = U.shape[-2:]
     if m >= 2 * k:
         return lowrank_core(U, V)
-    return U @ np.linalg.qr(V, mode="r").mT
+    R_V = np.linalg.qr(V, mode="r")
+    return U @ np.swapaxes(R_V, -1, -2)
 
 
 def singular_values(problem) -> Monitor:

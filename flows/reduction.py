@@ -61,13 +61,20 @@ from .targets import LowRankTarget
 from .subspace import Bases, LiftedDense, ReducedStates
 from .trajectory import Trajectory
 
-__all__ = ["LEAK_RTOL", "LeftSpans", "Plan", "in_full", "ReducedFactorization", "ReducedPerturbation", "ReducedSymmetricFactorization",
+__all__ = ["LEAK_ROUNDING", "LEAK_RTOL", "LeftSpans", "Plan", "in_full", "ReducedFactorization", "ReducedPerturbation", "ReducedSymmetricFactorization",
            "leakage", "plan", "reduced_problem", "span_bases"]
 
 LEAK_RTOL = 1e-10
 """A perturbation whose value leaks out of the spans by more than this fraction of its norm is not
 reduced: rounding leaks about 1e-16, a generic direction about 1e-2 (measured 1.3e-2 for a random
 residual-form perturbation at m = n = 1000)."""
+
+LEAK_ROUNDING = 1e3 * np.finfo(float).eps
+"""While a reduced run goes, a state-dependent E is evaluated at lifted states x = Q z, whose rounding
+leaks out of the spans however exact E is: near convergence, where E may be small, that rounding
+is a large fraction of ‖E‖. A leak counts only above ``LEAK_RTOL``·‖E‖ plus this fraction of the
+residual's scale ‖Σ‖_F + ‖U‖_F‖V‖_F (times ‖U‖_F + ‖V‖_F for an additive E, a velocity): a leak
+below it moves the solution by no more than rounding does."""
 
 _DYNAMICS = __name__.rpartition(".")[0] + ".dynamics"
 # the flows of pgflow.flows.dynamics whose right-hand sides keep the spans, known by class (this module sits
@@ -145,20 +152,28 @@ def reduced_problem(problem):
     return ReducedFactorization(LowRankTarget(E, target.sigma, E), k)
 
 
-def leakage(E, bases: Bases, form: str, projected=None) -> float:
+def leakage(E, bases: Bases, form: str) -> float:
     """‖E − (the part of E inside the spans)‖_F / ‖E‖_F: Q_U Q_Uᵀ E Q_V Q_Vᵀ for a residual-form (m, n)
-    matrix, Q Qᵀ block by block for an additive (dim,) vector (0 for E = 0). ``projected``: E's reduced
-    coordinates Q_Uᵀ E Q_V (or Qᵀ E), when already computed."""
+    matrix, Q Qᵀ block by block for an additive (dim,) vector (0 for E = 0)."""
     E = np.asarray(E, dtype=np.float64)
     size = float(np.linalg.norm(E))
-    if size == 0.0:
-        return 0.0
+    return 0.0 if size == 0.0 else _leak(E, bases, form, _project(E, bases, form)) / size
+
+
+def _project(E: np.ndarray, bases: Bases, form: str) -> np.ndarray:
+    """E's reduced coordinates: Q_Uᵀ E Q_V (residual form), Qᵀ E block by block (additive form)."""
     if form == "additive":
-        inside = bases.lift(bases.project(E) if projected is None else projected)
-    else:
-        Q_U, Q_V = bases.matrices
-        inside = Q_U @ ((Q_U.T @ E @ Q_V if projected is None else projected) @ Q_V.T)
-    return float(np.linalg.norm(E - inside)) / size
+        return bases.project(E)
+    Q_U, Q_V = bases.matrices
+    return Q_U.T @ E @ Q_V
+
+
+def _leak(E: np.ndarray, bases: Bases, form: str, projected: np.ndarray) -> float:
+    """‖E − (the part of E inside the spans)‖_F from E and its reduced coordinates ``projected``."""
+    if form == "additive":
+        return float(np.linalg.norm(E - bases.lift(projected)))
+    Q_U, Q_V = bases.matrices
+    return float(np.linalg.norm(E - Q_U @ (projected @ Q_V.T)))
 
 
 class LeftSpans(Exception):
@@ -175,8 +190,8 @@ class LeftSpans(Exception):
 
     def __init__(self, name: str, t: float, leak: float):
         self.t, self.leak = float(t), float(leak)
-        super().__init__(f"the perturbation {name} left the spans at t = {self.t:.6g}: leakage {leak:.2g} of "
-                         f"‖E‖_F (> {LEAK_RTOL:g})")
+        super().__init__(f"the perturbation {name} left the spans at t = {self.t:.6g}: leakage {leak:.3e} of "
+                         f"‖E‖_F (above {LEAK_RTOL:g} and the rounding of the state)")
 
 
 def in_full(exc: LeftSpans, reduce, full_dim: int) -> "Plan":
@@ -196,28 +211,41 @@ class ReducedPerturbation(Perturbation):
     parent : perturbation model of the full problem
     bases : Bases
     form : {"residual", "additive"}
+    sigma_norm : float
+        ‖Σ‖_F of the full problem's target (the scale of the rounding allowed in a leak, see
+        :data:`LEAK_ROUNDING`).
+
+    Raises
+    ------
+    LeftSpans
+        From a call whose E leaks out of the spans (see :data:`LEAK_ROUNDING`).
     """
 
-    def __init__(self, parent, bases: Bases, form: str):
-        self.parent, self.bases, self.form = parent, bases, form
+    def __init__(self, parent, bases: Bases, form: str, sigma_norm: float):
+        self.parent, self.bases, self.form, self.sigma_norm = parent, bases, form, float(sigma_norm)
         self.norm = getattr(parent, "norm", "fro")
         self.state_dependent = getattr(parent, "state_dependent", True)
+        self._block_ends = np.cumsum([rows * cols for _, (rows, cols) in bases.reduced_layout])[:-1]
 
     def __call__(self, t, z):
-        E = self.parent(t, self.bases.lift(z))
+        E = np.asarray(self.parent(t, self.bases.lift(z)), dtype=np.float64)
         projected = self.project(E)
         # measured at every evaluation: a perturbation of unknown type may leave the spans after the start
-        leak = leakage(E, self.bases, self.form, projected)
-        if leak > LEAK_RTOL:
-            raise LeftSpans(type(self.parent).__name__, t, leak)
+        leak, size = _leak(E, self.bases, self.form, projected), float(np.linalg.norm(E))
+        if leak > LEAK_RTOL * size + self._rounding(z):
+            raise LeftSpans(type(self.parent).__name__, t, leak / size)
         return projected
 
+    def _rounding(self, z) -> float:
+        """The leak that rounding of the lifted state can cause (see :data:`LEAK_ROUNDING`); the norms of the
+        reduced blocks are those of U and V (orthonormal bases)."""
+        norms = [float(np.linalg.norm(block)) for block in np.split(np.asarray(z), self._block_ends)]
+        U, V = norms if len(norms) == 2 else norms * 2
+        scale = self.sigma_norm + U * V
+        return LEAK_ROUNDING * (scale if self.form == "residual" else scale * (U + V))
+
     def project(self, E) -> np.ndarray:
-        E = np.asarray(E, dtype=np.float64)
-        if self.form == "additive":
-            return self.bases.project(E)
-        Q_U, Q_V = self.bases.matrices
-        return Q_U.T @ E @ Q_V
+        return _project(np.asarray(E, dtype=np.float64), self.bases, self.form)
 
     def bound(self, t, z):
         return self.parent.bound(t, self.bases.lift(z))
@@ -226,7 +254,8 @@ class ReducedPerturbation(Perturbation):
         return self.parent.breakpoints(t0, t1)
 
     def piece(self, t, z_start):
-        return ReducedPerturbation(self.parent.piece(t, self.bases.lift(z_start)), self.bases, self.form)
+        return ReducedPerturbation(self.parent.piece(t, self.bases.lift(z_start)), self.bases, self.form,
+                                   self.sigma_norm)
 
     def describe(self):
         return self.parent.describe()
@@ -262,16 +291,22 @@ def _perturbation(flow, reduced, bases: Bases, x0, t0: float):
         leak = leakage(E.value, bases, form)
         if leak > LEAK_RTOL:
             return None, f"the fixed perturbation leaves the spans: leakage {leak:.2g} of ‖E‖_F (> {LEAK_RTOL:g})"
-        return FixedPerturbation(ReducedPerturbation(E, bases, form).project(E.value), E.norm, E.name), None
+    sigma_norm = flow.problem.target.frobenius_norm
+    if type(E) is FixedPerturbation:
+        leak = leakage(E.value, bases, form)
+        if leak > LEAK_RTOL:
+            return None, f"the fixed perturbation leaves the spans: leakage {leak:.2g} of ‖E‖_F (> {LEAK_RTOL:g})"
+        return FixedPerturbation(ReducedPerturbation(E, bases, form, sigma_norm).project(E.value), E.norm,
+                                 E.name), None
+    reduced_E = ReducedPerturbation(E, bases, form, sigma_norm)
     try:
-        value = E(t0, x0)
+        reduced_E(t0, bases.project(x0))  # the same measure as every later evaluation's
+    except LeftSpans as exc:
+        return None, (f"the perturbation {type(E).__name__} leaves the spans at the start: leakage {exc.leak:.3e} "
+                      f"of ‖E‖_F (> {LEAK_RTOL:g})")
     except Exception as exc:  # noqa: BLE001  (the solve will raise it again, where it belongs)
         return None, f"the perturbation could not be evaluated at the start to measure its leakage: {exc}"
-    leak = leakage(value, bases, form)
-    if leak > LEAK_RTOL:
-        return None, (f"the perturbation {type(E).__name__} leaves the spans at the start: leakage {leak:.2g} of "
-                      f"‖E‖_F (> {LEAK_RTOL:g})")
-    return ReducedPerturbation(E, bases, form), None
+    return reduced_E, None
 
 
 def _reduced_flow(flow, reduced, bases: Bases, x0, t0: float):

@@ -180,3 +180,58 @@ def test_pgflows_factored_problems_negate_inside_their_kernel(kind):
     x = np.random.default_rng(1).standard_normal((2, p.dim))
     np.testing.assert_array_equal(p.negative_grad(x), -p.grad(x))
     np.testing.assert_array_equal(p.negative_grad(x[0]), -p.grad(x[0]))
+
+
+class DecayMixin:
+    """A mixin adding (λ/2)‖x‖² to a problem's loss, with every derivative it changes."""
+
+    lam = 0.3
+
+    def loss(self, x):
+        return super().loss(x) + 0.5 * self.lam * float(np.sum(np.asarray(x) ** 2))
+
+    def grad(self, x, out=None):
+        g = MatrixFactorization.grad(self, x) + self.lam * np.asarray(x)
+        if out is None:
+            return g
+        out[...] = g
+        return out
+
+    def hvp(self, x, v):
+        return MatrixFactorization.hvp(self, x, v) + self.lam * np.asarray(v)
+
+
+def test_a_gradient_from_a_mixin_is_the_one_every_consumer_uses():
+    # the mixin comes before MatrixFactorization in the MRO: MatrixFactorization's −∇f (its own _grad_rows,
+    # declared for it) was written for another gradient and is replaced, so the flow and GD minimize the
+    # decayed loss
+    from pgflow.flows import GradientFlow, gradient_descent, init, integrate
+
+    class Decayed(DecayMixin, MatrixFactorization):
+        pass
+
+    assert Decayed.negative_grad is Problem.negative_grad and Decayed.third_derivative is Problem.third_derivative
+    base = MatrixFactorization.random(m=6, n=5, rank=2, width=2, seed=0)
+    p = Decayed(base.target, 2)
+    check_problem(p)
+    x0 = init.gaussian(p, 0.5, seed=1)
+    np.testing.assert_array_equal(GradientFlow(p)(0.0, x0), -p.grad(x0))
+    flow = integrate(GradientFlow(p), x0, 200.0, rtol=1e-10)
+    gd = gradient_descent(p, x0, 0.05, 4000)
+    assert np.linalg.norm(p.grad(flow.final)) < 1e-8 and np.linalg.norm(p.grad(gd.final)) < 1e-8
+    assert np.linalg.norm(base.grad(flow.final)) > 1e-3  # not the undecayed minimizer
+
+
+def test_a_negative_grad_that_is_not_minus_grad_is_refused():
+    class Stale(MatrixFactorization):
+        inherits_derivatives = ("negative_grad", "hvp")  # a false declaration: its grad is not the parent's
+
+        def loss(self, x):
+            return 2 * MatrixFactorization.loss(self, x)
+
+        def grad(self, x, out=None):
+            return 2 * MatrixFactorization.grad(self, x)
+
+    p = MatrixFactorization.random(m=6, n=5, rank=2, width=2, seed=0)
+    with pytest.raises(ProblemError, match=r"Stale.negative_grad is not −Stale.grad"):
+        check_problem(Stale(p.target, 2), hvp=False)

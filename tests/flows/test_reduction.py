@@ -173,6 +173,21 @@ def test_a_perturbation_that_leaves_the_spans_later_is_solved_in_full(problem, x
     assert integrate(PerturbedGradientFlow(problem, tiny), x0, 3.0).meta["reduced"]
 
 
+def test_a_state_dependent_perturbation_inside_the_spans_stays_reduced_to_convergence():
+    # E = 0.1(Σ − UVᵀ) lies in the spans exactly, and shrinks with the residual: near convergence the rounding
+    # of the lifted state is a large fraction of ‖E‖ (1e-10 of it at t = 56), which is no leak
+    p = MatrixFactorization.random(m=40, n=30, rank=2, width=3, seed=0)
+    x0 = init.gaussian(p, 0.1, seed=1)
+
+    def E(t, x):
+        U, V = p.factors(x)
+        return 0.1 * (p.target.dense() - U @ V.T)
+
+    run = integrate(PerturbedGradientFlow(p, FunctionPerturbation(E)), x0, 80.0, rtol=1e-10, reduce=True)
+    assert run.meta["reduced"] and run.monitors["loss"][-1] < 1e-14 * run.monitors["loss"][0]  # converged
+    assert gradient_descent(p, x0, 0.05, 2000, perturbation=FunctionPerturbation(E), reduce=True).meta["reduced"]
+
+
 def test_gd_as_a_piecewise_flow_is_reduced(problem, x0):
     eta = 0.05
     flow = PerturbedGradientFlow(problem, DiscretizationError(problem, eta), "additive")
