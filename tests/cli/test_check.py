@@ -18,6 +18,7 @@ def _run_cli(argv):
     return args.handler(args)
 
 
+@pytest.mark.slow  # 15 s: every claim of the shipped example file
 def test_cli_runs_the_example_claim_file(capsys, tmp_path):
     assert _run_cli(["--init-seeds", "2", "--plots", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -61,6 +61,7 @@ condition = [1.0, 2.0]
 COMMAND = "import sys; from pgflow import cli; sys.exit(cli.main(sys.argv[1:]))"
 
 
+@pytest.mark.slow  # 16 s: a sweep process killed mid-run and resumed
 def test_a_sweep_killed_halfway_resumes_without_recomputing(tmp_path, capsys):
     config, out = tmp_path / "kill.toml", tmp_path / "out"
     config.write_text(KILL_CONFIG)
@@ -155,6 +156,7 @@ def test_the_figure6_example_is_shipped_and_valid():
     assert {r.config["problem"] for r in sweep.runs()} == {"sensing"}
 
 
+@pytest.mark.slow  # 9 s: the shipped sweep_figure6.toml end to end
 def test_the_figure6_example_draws_its_phase_diagram(tmp_path, capsys):
     table = run_sweep(load_sweep(config_path("figure6")), tmp_path, workers=2)
     xs, ys, Z = phase_diagram(table, "n_measurements", "scale", "recovery_error")
