@@ -26,11 +26,13 @@ the modified flow and of the sharpness:
     modified flow): by default central differences of ``hvp``.
 
 A class may provide its own ``negative_grad``, ``hvp``, ``hessian``, ``third_derivative`` or
-``partial_grad`` (faster or exact). They are trusted only for the ``grad`` they were written with: when a subclass overrides
-``grad`` (or the stacked kernel ``_grad_rows`` of a factored problem) and not one of them, the subclass gets the derived default instead of its parent's (which
-computes the parent's derivatives), unless it lists the name in ``inherits_derivatives``, saying
-that the parent's method is still right for its ``grad``. That declaration covers only the class that
-makes it: a subclass of it with a gradient of its own is judged again.
+``partial_grad`` (faster or exact). They are trusted only for the ``grad`` they were written with:
+when a subclass takes ``grad`` (or the stacked kernel ``_grad_rows`` of a factored problem) from a
+new place, its own body or a mixin listed before its parent, every such method found further up the
+MRO is replaced by the derived default (the parent's would compute the parent's derivatives), unless
+the class defining the new gradient lists the name in ``inherits_derivatives``, saying that the
+parent's method is still right for its ``grad``. That declaration covers only the class that makes
+it: a subclass or mixin with a gradient of its own is judged again.
 
 :func:`check_problem` compares ``grad`` with ``loss``, ``hvp`` with ``grad`` and ``third_derivative``
 with ``hvp`` through the decay of
