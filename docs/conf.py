@@ -42,7 +42,7 @@ templates_path = ["_templates"]
 
 # --- MyST: Markdown with math -------------------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
-myst_heading_anchors = 3          # [text](page.md#a-heading) links to headings
+myst_heading_anchors = 3          # [text](guide/quickstart.md#a-heading) links to headings
 myst_dmath_double_inline = True
 
 # --- API reference -----------------------------------------------------------------------------------
