@@ -291,19 +291,13 @@ def _perturbation(flow, reduced, bases: Bases, x0, t0: float):
         leak = leakage(E.value, bases, form)
         if leak > LEAK_RTOL:
             return None, f"the fixed perturbation leaves the spans: leakage {leak:.2g} of ‖E‖_F (> {LEAK_RTOL:g})"
-    sigma_norm = flow.problem.target.frobenius_norm
-    if type(E) is FixedPerturbation:
-        leak = leakage(E.value, bases, form)
-        if leak > LEAK_RTOL:
-            return None, f"the fixed perturbation leaves the spans: leakage {leak:.2g} of ‖E‖_F (> {LEAK_RTOL:g})"
-        return FixedPerturbation(ReducedPerturbation(E, bases, form, sigma_norm).project(E.value), E.norm,
-                                 E.name), None
-    reduced_E = ReducedPerturbation(E, bases, form, sigma_norm)
+        return FixedPerturbation(_project(np.asarray(E.value, dtype=np.float64), bases, form), E.norm, E.name), None
+    reduced_E = ReducedPerturbation(E, bases, form, flow.problem.target.frobenius_norm)
     try:
         reduced_E(t0, bases.project(x0))  # the same measure as every later evaluation's
     except LeftSpans as exc:
         return None, (f"the perturbation {type(E).__name__} leaves the spans at the start: leakage {exc.leak:.3e} "
-                      f"of ‖E‖_F (> {LEAK_RTOL:g})")
+                      f"of ‖E‖_F (above {LEAK_RTOL:g} and the rounding of the state)")
     except Exception as exc:  # noqa: BLE001  (the solve will raise it again, where it belongs)
         return None, f"the perturbation could not be evaluated at the start to measure its leakage: {exc}"
     return reduced_E, None
@@ -452,8 +446,8 @@ class Plan:
             ``time.perf_counter()`` when the caller began: the set-up counts in ``wall_time``.
         """
         bases = self._reduced_bases()
-        if not isinstance(default_monitors, bool):
-            raise TypeError(f"default_monitors must be True or False, got {default_monitors!r}")
+        # the default monitors of the reduced problem (checked before the run, as in full)
+        defaults = _monitors.chosen(self.flow.problem, None, default_monitors)
         monitors = None if monitors is None else _monitors.check(monitors)
         reduced_options = {**options, "default_monitors": False, "reduce": False}
         if callback is not None:
@@ -461,8 +455,7 @@ class Plan:
         if events:
             reduced_options["events"] = [Event(_on_lifted(ev.fun, bases), ev.terminal, ev.direction, ev.key)
                                          for ev in as_events(events)]
-        finish = dict(monitors=monitors, default_monitors=default_monitors, meta=meta, dynamics=dynamics,
-                      blas_threads=blas_threads,
+        finish = dict(monitors=monitors, defaults=defaults, meta=meta, dynamics=dynamics, blas_threads=blas_threads,
                       setup=time.perf_counter() - started)
         try:
             result = run(*args, **reduced_options)
@@ -471,21 +464,21 @@ class Plan:
             raise
         return self.lifted(result, **finish)
 
-    def lifted(self, result, *, monitors, default_monitors, meta, dynamics, blas_threads, setup):
-        """The reduced run's trajectory (or list of a batch's, or None) as the full problem's."""
+    def lifted(self, result, *, monitors, defaults, meta, dynamics, blas_threads, setup):
+        """The reduced run's trajectory (or list of a batch's, or None) as the full problem's, with the
+        ``defaults`` monitors (of reduced states) and the caller's ``monitors`` (of lifted states)."""
         bases = self._reduced_bases()
         if result is None:
             return None
         if isinstance(result, list):
-            return [self._member(run, bases.member(b), b, monitors, default_monitors, meta, dynamics, blas_threads,
-                                 setup) for b, run in enumerate(result)]
-        return self._member(result, bases, None, monitors, default_monitors, meta, dynamics, blas_threads, setup)
+            return [self._member(run, bases.member(b), b, monitors, defaults, meta, dynamics, blas_threads, setup)
+                    for b, run in enumerate(result)]
+        return self._member(result, bases, None, monitors, defaults, meta, dynamics, blas_threads, setup)
 
-    def _member(self, run: Trajectory, bases: Bases, b, monitors, default_monitors, meta, dynamics, blas_threads,
+    def _member(self, run: Trajectory, bases: Bases, b, monitors, defaults, meta, dynamics, blas_threads,
                 setup) -> Trajectory:
         """Member b of a batch (None: the one run) as the full problem's trajectory."""
-        fns = _monitors.chosen(self.flow.problem, None, default_monitors)
-        fns.update({name: _on_lifted(fn, bases) for name, fn in (monitors or {}).items()})
+        fns = {**defaults, **{name: _on_lifted(fn, bases) for name, fn in (monitors or {}).items()}}
         start = time.perf_counter()
         with blas.limit(blas_threads):
             values = _monitors.evaluate(fns, run.t, run.x, warn=False)
